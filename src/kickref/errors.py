@@ -1,0 +1,14 @@
+"""Exceptions that the command line turns into one clear line on stderr (exit code 2)."""
+
+
+class KickrefError(Exception):
+    """Base class for errors reported to the user without a traceback."""
+
+
+class InputError(KickrefError):
+    """Bad input: the message names the file and what is wrong with it."""
+
+    def __init__(self, path, problem):
+        self.path = str(path) if path is not None else None
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)

@@ -1,0 +1,57 @@
+"""Small file helpers: existence checks with clear errors, atomic writes."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def check_readable(path) -> Path:
+    """Return ``path`` as a Path, or raise InputError if it is missing or unreadable."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "file not found")
+    if p.is_dir():
+        raise InputError(p, "is a directory, not a file")
+    if not os.access(p, os.R_OK):
+        raise InputError(p, "file is not readable (permission denied)")
+    if p.stat().st_size == 0:
+        raise InputError(p, "file is empty")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    A reader never sees a half-written file, and an error leaves any earlier file untouched.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(p.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=suffix, dir=str(p.parent))
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+
+def refuse_overwrite_inputs(outputs, inputs) -> None:
+    """Raise InputError if an output path would overwrite one of the input files."""
+    ins = {Path(i).resolve() for i in inputs if i is not None}
+    for o in outputs:
+        if o is not None and Path(o).resolve() in ins:
+            raise InputError(o, "output would overwrite an input file; choose another output name")

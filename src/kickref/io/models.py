@@ -1,0 +1,150 @@
+"""Reading and writing atomic models (PDB, mmCIF, gzipped or not) through gemmi."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gemmi
+import numpy as np
+
+from ..errors import InputError
+from ..model import Model
+from .files import atomic_path, check_readable
+
+
+def read_model(path, hydrogens: str = "keep") -> Model:
+    """Read a coordinate file into a :class:`Model`.
+
+    ``hydrogens``: 'keep' (default) or 'remove' (drop H/D atoms on reading).
+    Only the first model of a multi-model file is used.
+    """
+    p = check_readable(path)
+    try:
+        st = gemmi.read_structure(str(p), merge_chain_parts=True)
+    except Exception as e:  # gemmi raises RuntimeError/ValueError with a message
+        raise InputError(p, f"cannot read as PDB or mmCIF ({_short(e)})") from None
+    if len(st) == 0 or st[0].count_atom_sites() == 0:
+        raise InputError(p, "model has no atoms")
+    if len(st) > 1:
+        del st[1:]
+    st.setup_entities()
+    if hydrogens == "remove":
+        st.remove_hydrogens()
+        if st[0].count_atom_sites() == 0:
+            raise InputError(p, "model has no atoms after removing hydrogens")
+    elif hydrogens != "keep":
+        raise ValueError(f"hydrogens must be 'keep' or 'remove', not {hydrogens!r}")
+    st.remove_empty_chains()
+    model = Model.from_structure(st, path=str(p))
+    unknown = np.flatnonzero(model.element == "X")
+    if len(unknown):
+        i = unknown[0]
+        raise InputError(p, f"unknown element for atom {model.atom_label(i)} "
+                            f"({len(unknown)} atom(s) with unknown element)")
+    if not np.all(np.isfinite(model.xyz)):
+        raise InputError(p, "non-finite coordinates")
+    if model.cell.volume < 1.0 or not st.cell.is_crystal():
+        model.meta["no_cell"] = True
+    return model
+
+
+def _short(e: Exception) -> str:
+    s = str(e).strip().splitlines()
+    return s[0] if s else type(e).__name__
+
+
+def write_model(model: Model, path, *, remarks: dict | None = None) -> None:
+    """Write the model as PDB (``.pdb``/``.ent``) or mmCIF (``.cif``/``.mmcif``), atomically.
+
+    ``remarks`` may carry refinement statistics (keys r_work, r_free, rmsd_bond, rmsd_angle,
+    d_min, d_max, n_refl, n_free) that go into REMARK 3 / ``_refine``.
+    """
+    st = model.sync_structure()
+    p = Path(path)
+    name = p.name.lower().removesuffix(".gz")
+    if remarks:
+        _set_refinement_info(st, remarks)
+    with atomic_path(p) as tmp:
+        if name.endswith((".cif", ".mmcif")):
+            doc = st.make_mmcif_document()
+            if remarks:
+                _add_refine_to_cif(doc.sole_block(), remarks)
+            doc.write_file(tmp)
+        else:
+            opt = gemmi.PdbWriteOptions()
+            text = st.make_pdb_string(opt)
+            if remarks:
+                text = _pdb_remarks(remarks) + text
+            with open(tmp, "w") as f:
+                f.write(text)
+
+
+def _set_refinement_info(st: gemmi.Structure, r: dict) -> None:
+    try:
+        ref = gemmi.RefinementInfo()
+        ref.id = "1"
+        if r.get("r_work") is not None:
+            ref.r_work = float(r["r_work"])
+        if r.get("r_free") is not None:
+            ref.r_free = float(r["r_free"])
+        if r.get("d_min") is not None:
+            ref.resolution_high = float(r["d_min"])
+        if r.get("d_max") is not None:
+            ref.resolution_low = float(r["d_max"])
+        st.meta.refinement = [ref]
+        sw = gemmi.SoftwareItem()
+        sw.name = "kickref"
+        from .. import __version__
+        sw.version = __version__
+        sw.classification = gemmi.SoftwareItem.Classification.Refinement
+        st.meta.software = [sw]
+    except Exception:  # metadata is a courtesy; never fail writing on it
+        pass
+
+
+def _fmt(v, f="{:.4f}"):
+    return "NULL" if v is None else f.format(v)
+
+
+def _pdb_remarks(r: dict) -> str:
+    lines = [
+        "REMARK   3 REFINEMENT.",
+        "REMARK   3   PROGRAM     : KICKREF",
+        f"REMARK   3   R VALUE            (WORKING SET) : {_fmt(r.get('r_work'))}",
+        f"REMARK   3   FREE R VALUE                     : {_fmt(r.get('r_free'))}",
+    ]
+    if r.get("d_min") is not None:
+        lines.append(f"REMARK   3   RESOLUTION RANGE HIGH (ANGSTROMS) : {r['d_min']:.2f}")
+    if r.get("d_max") is not None:
+        lines.append(f"REMARK   3   RESOLUTION RANGE LOW  (ANGSTROMS) : {r['d_max']:.2f}")
+    if r.get("rmsd_bond") is not None:
+        lines.append(f"REMARK   3   BOND LENGTHS REFINED ATOMS  (A) : {r['rmsd_bond']:.4f}")
+    if r.get("rmsd_angle") is not None:
+        lines.append(f"REMARK   3   BOND ANGLES REFINED ATOMS (DEGREES) : {r['rmsd_angle']:.3f}")
+    return "\n".join(f"{s:<80}" for s in lines) + "\n"
+
+
+def _add_refine_to_cif(block: gemmi.cif.Block, r: dict) -> None:
+    """Write the ``_refine`` and ``_refine_ls_restr`` categories."""
+    block.find_mmcif_category("_refine.").erase()
+    pairs = [
+        ("pdbx_refine_id", "'X-RAY DIFFRACTION'"),
+        ("entry_id", block.name.upper() if block.name else "XXXX"),
+        ("ls_R_factor_R_work", _fmt(r.get("r_work"))),
+        ("ls_R_factor_R_free", _fmt(r.get("r_free"))),
+        ("ls_d_res_high", _fmt(r.get("d_min"), "{:.3f}")),
+        ("ls_d_res_low", _fmt(r.get("d_max"), "{:.3f}")),
+        ("ls_number_reflns_obs", str(r.get("n_refl", "?"))),
+        ("ls_number_reflns_R_free", str(r.get("n_free", "?"))),
+        ("pdbx_ls_sigma_F", "?"),
+    ]
+    block.set_pairs("_refine.", {k: v for k, v in pairs}, raw=True)
+    block.find_mmcif_category("_refine_ls_restr.").erase()
+    rows = []
+    if r.get("rmsd_bond") is not None:
+        rows.append(["'X-RAY DIFFRACTION'", "r_bond_refined_d", f"{r['rmsd_bond']:.4f}"])
+    if r.get("rmsd_angle") is not None:
+        rows.append(["'X-RAY DIFFRACTION'", "r_angle_refined_deg", f"{r['rmsd_angle']:.3f}"])
+    if rows:
+        loop = block.init_mmcif_loop("_refine_ls_restr.", ["pdbx_refine_id", "type", "dev_ideal"])
+        for row in rows:
+            loop.add_row(row)

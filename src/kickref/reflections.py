@@ -1,0 +1,91 @@
+"""Observed diffraction data as flat numpy arrays.
+
+Conventions
+- ``hkl``: Miller indices (n, 3) int32, one per unique reflection in the reciprocal ASU.
+- ``f_obs``, ``sigma``: amplitudes and their sigmas (same arbitrary scale as the file).
+- ``free``: True for the test (free) set. ``has_free`` False when the file has no test set.
+- ``d``: resolution of each reflection in Å; ``s2 = 1/d²`` in Å⁻².
+- ``centric``: centric reflections; ``epsilon``: multiplicity factor ε (with centring).
+Reflections with NaN Fobs or status 'x' are not stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gemmi
+import numpy as np
+
+
+@dataclass
+class Reflections:
+    cell: gemmi.UnitCell
+    spacegroup: gemmi.SpaceGroup
+    hkl: np.ndarray
+    f_obs: np.ndarray
+    sigma: np.ndarray
+    free: np.ndarray
+    has_free: bool = True
+    path: str | None = None
+    source: dict = field(default_factory=dict)   # labels used, conversion applied, warnings
+
+    def __post_init__(self):
+        self.hkl = np.ascontiguousarray(self.hkl, dtype=np.int32)
+        self.f_obs = np.ascontiguousarray(self.f_obs, dtype=np.float64)
+        self.sigma = np.ascontiguousarray(self.sigma, dtype=np.float64)
+        self.free = np.ascontiguousarray(self.free, dtype=bool)
+        self._derive()
+
+    def _derive(self):
+        self.s2 = self.cell.calculate_1_d2_array(self.hkl.astype(np.int32)).astype(np.float64)
+        self.d = 1.0 / np.sqrt(self.s2)
+        ops = self.spacegroup.operations()
+        self.centric = np.asarray(ops.centric_flag_array(self.hkl), dtype=bool)
+        self.epsilon = np.asarray(ops.epsilon_factor_array(self.hkl), dtype=np.float64)
+
+    # ------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return len(self.hkl)
+
+    @property
+    def work(self) -> np.ndarray:
+        """Mask of the work set (all reflections when there is no test set)."""
+        return ~self.free if self.has_free else np.ones(self.n, dtype=bool)
+
+    @property
+    def d_min(self) -> float:
+        return float(self.d.min())
+
+    @property
+    def d_max(self) -> float:
+        return float(self.d.max())
+
+    def subset(self, mask) -> "Reflections":
+        """A copy holding only the reflections where ``mask`` is True."""
+        mask = np.asarray(mask)
+        return Reflections(self.cell, self.spacegroup, self.hkl[mask], self.f_obs[mask],
+                           self.sigma[mask], self.free[mask], self.has_free, self.path,
+                           dict(self.source))
+
+    def resolution_cut(self, d_min: float | None = None, d_max: float | None = None) -> "Reflections":
+        m = np.ones(self.n, dtype=bool)
+        if d_min is not None:
+            m &= self.d >= d_min * (1 - 1e-9)
+        if d_max is not None:
+            m &= self.d <= d_max * (1 + 1e-9)
+        return self.subset(m)
+
+    def bin_index(self, n_bins: int | None = None, min_per_bin: int = 200) -> np.ndarray:
+        """Resolution bins of about equal count in 1/d³ (bin 0 = lowest resolution)."""
+        if n_bins is None:
+            n_bins = int(np.clip(self.n // min_per_bin, 1, 20))
+        return equal_count_bins(self.s2, n_bins)
+
+
+def equal_count_bins(s2: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin index (0..n_bins-1) from equal-count quantiles of s2 (= 1/d²)."""
+    n_bins = max(1, int(n_bins))
+    if n_bins == 1 or len(s2) == 0:
+        return np.zeros(len(s2), dtype=np.int64)
+    edges = np.quantile(s2, np.linspace(0, 1, n_bins + 1)[1:-1])
+    return np.searchsorted(edges, s2, side="right").astype(np.int64)
