@@ -3,8 +3,10 @@
 Frame of H with parent P: e1 along P→N1 (N1 a heavy neighbour of P), e2 the part of P→N2
 orthogonal to e1 (N2 another neighbour of P, else a neighbour of N1), e3 = e1 × e2.
 The H's coordinates in that frame come from ideal geometry: gemmi re-places the model's
-hydrogens from the dictionary (``HydrogenChange.ReAddKnown``) on a copy of the model; an H
-that gemmi does not place keeps its own position, with the bond set to the ideal length.
+hydrogens from the dictionary (``HydrogenChange.ReAddKnown``) on a copy of the model, and
+each model H takes the nearest ideal position of its parent's H (within 0.5 Å, so that
+methyl and hydroxyl rotamers of the model are kept); any other H keeps its own position,
+with the bond set to the ideal length.
 An H whose parent has no heavy neighbour (water) keeps its offset from the parent.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import gemmi
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 
 @dataclass
@@ -89,12 +92,27 @@ def riding_setup(R, model) -> Riding:
     ideal = _ideal_h_positions(model, R.library.monlib)
     ref = xyz.copy()
     found = 0
-    for hh in h.tolist():
-        key = (model.chain[hh], model.seqid[hh], model.resname[hh], model.atom_name[hh],
-               model.altloc[hh])
-        if key in ideal:
-            ref[hh] = ideal[key]
-            found += 1
+    # H of one parent may be named in another order than gemmi's (methyl rotation): match
+    # the model's H of each parent to the nearest ideal positions of that parent's H
+    order = np.argsort(parents[h], kind="stable")
+    hs, ps = h[order], parents[h][order]
+    cut = np.flatnonzero(np.diff(ps)) + 1
+    for group in np.split(hs, cut):
+        pos = []
+        for hh in group.tolist():
+            key = (model.chain[hh], model.seqid[hh], model.resname[hh], model.atom_name[hh],
+                   model.altloc[hh])
+            if key in ideal:
+                pos.append(ideal[key])
+        if not pos:
+            continue
+        pos = np.array(pos)
+        dist = np.linalg.norm(xyz[group][:, None, :] - pos[None, :, :], axis=2)
+        rows, cols = linear_sum_assignment(dist)
+        for r, c in zip(rows, cols):
+            if dist[r, c] < 0.5:
+                ref[group[r]] = pos[c]
+                found += 1
     # bond lengths to ideal for H not placed by gemmi
     ideal_len = {}
     for (i, j), d0 in zip(R.bonds.idx.tolist(), R.bonds.ideal.tolist()):
