@@ -1,5 +1,4 @@
 """The built-in restraint library agrees with the CCP4 monomer library it was made from."""
-import io
 from pathlib import Path
 
 import gemmi

@@ -155,7 +155,7 @@ class NonbondedList:
         self.params = params
         self.active = np.ones(n_atoms, bool) if active is None else active
         self.occupancy = np.ones(n_atoms) if occupancy is None else occupancy
-        self.max_d0 = 2.0 * float(np.nanmax(np.append(radius[self.active], 0.0))) + 0.5
+        self.max_d0 = 2.0 * float(np.nanmax(np.append(radius[self.active], 0.0)))
         self.xyz_built = None
         self.n_builds = 0
         self.special_count = np.zeros(n_atoms, np.int64)

@@ -216,7 +216,7 @@ class Restraints:
                     continue
                 rows.append((float(z[k]), kind, int(k), float(dev[k])))
         rows.sort(key=lambda r: -r[0])
-        _, _, act_cache = None, None, {}
+        act_cache = {}
         out = []
         for zabs, kind, k, dev in rows[:n]:
             if kind not in act_cache:
