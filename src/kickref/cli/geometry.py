@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import sys
 
-from ..io.files import write_text_atomic
+import math
+
+from ..io.files import refuse_overwrite_inputs, write_text_atomic
 from ..io.models import read_model
 
 FORMATS = {"bond": "{:.4f}", "angle": "{:.3f}", "torsion": "{:.2f}", "plane": "{:.4f}",
@@ -37,6 +39,8 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from ..restraints import KINDS, build_restraints
+    if args.json and args.json != "-":
+        refuse_overwrite_inputs([args.json], [args.model] + list(args.ligand))
     model = read_model(args.model, hydrogens=args.hydrogens)
     R = build_restraints(model, monlib_dir=args.monlib, ligands=args.ligand,
                          allow_unknown=args.allow_unknown, hydrogens=args.hydrogens)
@@ -76,9 +80,20 @@ def run(args) -> int:
                           "atoms": [model.atom_label(i) for i in l["atoms"]]} for l in R.links],
                "link_counts": R.link_counts,
                "unknown_residues": R.unknown_residues}
-        text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+        text = json.dumps(_finite(doc), indent=1, ensure_ascii=False) + "\n"
         if to_stdout:
             sys.stdout.write(text)
         else:
             write_text_atomic(args.json, text)
     return 0
+
+
+def _finite(o):
+    """JSON-safe copy: non-finite floats become null."""
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
