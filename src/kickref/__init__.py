@@ -3,12 +3,14 @@
 Quick use::
 
     import kickref
-    model = kickref.read_model("model.pdb")
-    data = kickref.read_reflections("data.mtz")
-    stats = kickref.rfactor(model, data)
+    stats = kickref.rfactor("model.pdb", "data.mtz")
+    maps, stats = kickref.compute_maps("model.pdb", "data.mtz")
 """
 __version__ = "0.1.0"
 
 from .errors import KickrefError, InputError  # noqa: F401,E402
 from .model import Model  # noqa: F401,E402
+from .reflections import Reflections  # noqa: F401,E402
 from .io.models import read_model, write_model  # noqa: F401,E402
+from .io.reflections import read_reflections  # noqa: F401,E402
+from .api import load_inputs, rfactor, compute_maps  # noqa: F401,E402

@@ -49,5 +49,11 @@ class SolventMask:
     def fmask(self, structure: gemmi.Structure) -> np.ndarray:
         """Complex Fmask(h) for the model ``structure`` (its first model; positions as stored)."""
         arr = self.mask_array(structure)
-        X = scipy.fft.rfftn(arr.astype(np.float64), workers=N_THREADS)
-        return self.lookup.gather(X) * (self.volume / self.n_points)
+        self._transform = scipy.fft.rfftn(arr.astype(np.float64), workers=N_THREADS)
+        return self.lookup.gather(self._transform) * (self.volume / self.n_points)
+
+    def fmask_at(self, hkl) -> np.ndarray:
+        """Fmask of the last mask computed by :meth:`fmask`, at other reflections ``hkl``."""
+        lookup = ReciprocalLookup(np.asarray(hkl, dtype=np.int32), tuple(self.grid.shape),
+                                  np.eye(3)[None], np.zeros((1, 3)))
+        return lookup.gather(self._transform) * (self.volume / self.n_points)

@@ -52,6 +52,7 @@ class SigmaA:
     D_bin: np.ndarray
     S_bin: np.ndarray
     used: str                 # 'test', 'work' or 'all'
+    edges: np.ndarray         # s² boundaries between bins (len = n_bins − 1)
 
     @property
     def D(self) -> np.ndarray:
@@ -60,6 +61,10 @@ class SigmaA:
     @property
     def S(self) -> np.ndarray:
         return self.S_bin[self.bins]
+
+    def bin_of(self, s2) -> np.ndarray:
+        """Bin index for arbitrary s² (= 1/d²), e.g. of reflections missing from the data."""
+        return np.searchsorted(self.edges, np.asarray(s2), side="right")
 
 
 def _fit_bin(fo, sig, fm, centric, eps, D0=None, S0=None):
@@ -104,7 +109,7 @@ def estimate_sigmaa(fo, sig, fm, centric, eps, s2, use, n_bins: int | None = Non
     for b in range(n_bins):       # loop over bins (≤ 20), vectorized inside
         sel = use & (bins == b)
         D_bin[b], S_bin[b] = _fit_bin(fo[sel], sig[sel], fm[sel], centric[sel], eps[sel])
-    return SigmaA(bins, D_bin, S_bin, used)
+    return SigmaA(bins, D_bin, S_bin, used, edges)
 
 
 def outlier_flags(fo, sig, fm, centric, eps, D, S, p_cut: float = 1e-6) -> np.ndarray:

@@ -122,7 +122,7 @@ class StructureFactorCalculator:
     """
 
     def __init__(self, cell, spacegroup, hkl, d_min=None, rate: float = 1.5,
-                 cutoff: float = 1e-4, blur_factor: float = 4.0):
+                 cutoff: float = 1e-4, blur_factor: float = 6.0):
         self.cell = cell
         self.spacegroup = spacegroup
         self.hkl = np.asarray(hkl, dtype=np.int32)

@@ -1,0 +1,92 @@
+"""kickref's Python API: what the command line calls.
+
+Every function accepts file paths or already loaded objects (:class:`~kickref.model.Model`,
+:class:`~kickref.reflections.Reflections`)::
+
+    import kickref
+    stats = kickref.rfactor("model.pdb", "data.mtz")
+    maps = kickref.compute_maps("model.pdb", "data.mtz")
+"""
+from __future__ import annotations
+
+import warnings
+
+from .io.models import read_model
+from .io.reflections import check_model_data_compatible, read_reflections
+from .model import Model
+from .reflections import Reflections
+
+
+def load_inputs(model, data, *, labin=None, free_value=None, d_min=None, d_max=None,
+                hydrogens: str = "keep"):
+    """Read (if paths) and check a model and a data set; returns (Model, Reflections).
+
+    The data are cut to [d_min, d_max]; cell and space group must agree (1 % on cell edges).
+    """
+    if not isinstance(model, Model):
+        model = read_model(model, hydrogens=hydrogens)
+    if not isinstance(data, Reflections):
+        data = read_reflections(data, labin=labin, free_value=free_value, d_min=d_min, d_max=d_max,
+                                model_cell=model.cell, model_spacegroup=model.spacegroup)
+    else:
+        if d_min is not None or d_max is not None:
+            data = data.resolution_cut(d_min, d_max)
+    check_model_data_compatible(model.cell, model.spacegroup, data, model.path, data.path)
+    for w in data.source.get("warnings", []):
+        warnings.warn(f"{data.path}: {w}", stacklevel=2)
+    return model, data
+
+
+def make_fmodel(model: Model, data: Reflections, *, bulk_solvent: bool = True,
+                scale_shells="auto", reject_outliers: bool = True):
+    """An up-to-date FModel (Fc, Fmask, scale, outliers) for the model as it is."""
+    from .refine.energy import AtomState
+    from .xtal.fmodel import FModel
+    fm = FModel(model, data, bulk_solvent=bulk_solvent, scale_shells=scale_shells,
+                reject_outliers=reject_outliers)
+    fm.update_all(AtomState.from_model(model))
+    return fm
+
+
+def rfactor(model, data, *, bulk_solvent: bool = True, scale_shells="auto",
+            reject_outliers: bool = True, n_shells: int = 10, **load_options) -> dict:
+    """R-work/R-free with bulk solvent and anisotropic scaling, and a per-shell table.
+
+    Returns a dict: r_work, r_free, r_all (common scale), r_work_cctbx/r_free_cctbx (each set
+    rescaled on its own, cctbx's convention), scale (k_overall, b_aniso B11..B23 Å², k_sol, B_sol
+    Å²), shells, n_refl, n_free, n_outliers, d_min, d_max.
+    """
+    model, data = load_inputs(model, data, **load_options)
+    fm = make_fmodel(model, data, bulk_solvent=bulk_solvent, scale_shells=scale_shells,
+                     reject_outliers=reject_outliers)
+    out = fm.statistics(n_shells=n_shells)
+    out["model"] = model.path
+    out["data"] = data.path
+    out["data_columns"] = data.source.get("columns")
+    out["warnings"] = list(data.source.get("warnings", []))
+    if not data.has_free:
+        out["warnings"].append("no test set: R-free not available")
+    return out
+
+
+def compute_maps(model, data, *, include_free: bool = False, bulk_solvent: bool = True,
+                 scale_shells="auto", kick: bool = False, kick_options: dict | None = None,
+                 **load_options):
+    """σA-weighted map coefficients (2mFo−DFc, mFo−DFc, Fmodel, FOM) for the model as it is.
+
+    Returns (MapCoefficients, statistics dict). ``kick=True`` averages the coefficients over an
+    ensemble of kicked models (see :func:`kickref.refine.kick.kick_map_coefficients`).
+    """
+    from .xtal.maps import compute_map_coefficients
+    model, data = load_inputs(model, data, **load_options)
+    if kick:
+        from .refine.kick import kick_map_coefficients
+        return kick_map_coefficients(model, data, include_free=include_free, bulk_solvent=bulk_solvent,
+                                     scale_shells=scale_shells, **(kick_options or {}))
+    fm = make_fmodel(model, data, bulk_solvent=bulk_solvent, scale_shells=scale_shells)
+    mc = compute_map_coefficients(fm, include_free=include_free)
+    stats = fm.statistics()
+    if mc.info.get("sigmaa_from") != "test":
+        stats.setdefault("warnings", []).append(
+            "D and sigma estimated from all reflections (no usable test set)")
+    return mc, stats
