@@ -1,0 +1,31 @@
+"""`make bench`: every benchmark in turn (needs ../shared/data). Results go to benchmarks/results/."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = [
+    ("structure factors vs gemmi", ["fc_bench.py"]),
+    ("geometry energy vs one Fc", ["geometry_bench.py"]),
+]
+
+
+def main(argv=None) -> int:
+    only = set(argv if argv is not None else sys.argv[1:])
+    failed = []
+    for title, cmd in BENCHES:
+        if only and cmd[0].removesuffix(".py") not in only and cmd[0] not in only:
+            continue
+        print(f"\n=== {title} ({' '.join(cmd)}) ===", flush=True)
+        rc = subprocess.call([sys.executable, str(HERE / cmd[0]), *cmd[1:]])
+        if rc:
+            failed.append(cmd[0])
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
