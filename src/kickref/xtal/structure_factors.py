@@ -96,20 +96,10 @@ class ReciprocalLookup:
         Precisely: for each (h, j) with v = conj(coef_h)·phase_j it adds Re(v e^{2πi k·x}),
         k = R_jᵀ h, to the real-space map.
         """
-        v = np.conj(coef)[:, None] * self.phase                   # (nref, nops)
-        half = 0.5 * v
-        size = int(np.prod(self.half_shape))
-        idx = self.index.reshape(-1)
-        val = np.where(self.stored, half, np.conj(half)).reshape(-1)
-        re = np.bincount(idx, weights=val.real, minlength=size)
-        im = np.bincount(idx, weights=val.imag, minlength=size)
-        b = self.boundary.reshape(-1)
-        if b.any():
-            bi = self.index_neg.reshape(-1)[b]
-            bv = np.conj(half.reshape(-1)[b])
-            re += np.bincount(bi, weights=bv.real, minlength=size)
-            im += np.bincount(bi, weights=bv.imag, minlength=size)
-        return (re + 1j * im).reshape(self.half_shape)
+        out = np.zeros(int(np.prod(self.half_shape)), dtype=np.complex128)
+        K.scatter_half(out, self.index, self.stored, self.boundary, self.index_neg,
+                       np.ascontiguousarray(coef, dtype=np.complex128), self.phase)
+        return out.reshape(self.half_shape)
 
 
 class StructureFactorCalculator:
