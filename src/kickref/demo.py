@@ -143,7 +143,8 @@ def main(argv=None) -> int:
 
     shared = None if args.no_shared else find_shared_data()
     if shared is None:
-        print("\n(../shared/data not found: the real-data part of the demo is skipped)")
+        why = "--no-shared given" if args.no_shared else "../shared/data not found"
+        print(f"\n({why}: the real-data part of the demo is skipped)")
     else:
         cbs = shared / "1cbs"
         if (cbs / "1cbs.cif.gz").exists() and (cbs / "1cbs_map.mtz").exists():
