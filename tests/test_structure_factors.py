@@ -121,8 +121,8 @@ def small_problem():
     m.is_aniso[:5] = False      # mix isotropic and anisotropic atoms
     hkl = np.array(gemmi.make_miller_array(m.cell, m.spacegroup, 1.7), dtype=np.int32)
     # a tiny density cut-off: grid points entering the atom's sphere would otherwise make the
-    # finite differences jump
-    calc = StructureFactorCalculator(m.cell, m.spacegroup, hkl, 1.7, cutoff=1e-9)
+    # finite differences jump; float64 grids for finite differences at 1e-4 relative
+    calc = StructureFactorCalculator(m.cell, m.spacegroup, hkl, 1.7, cutoff=1e-9, dtype=np.float64)
     state = AtomState.from_model(m)
     rng = np.random.default_rng(0)
     f_ref = calc.calculate(state, m.element) * (1 + 0.3 * rng.standard_normal(len(hkl)))

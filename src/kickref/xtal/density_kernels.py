@@ -152,7 +152,7 @@ def spread(grid, centers, amp, quad, radius, g, recip_len):
 def spread_parallel(grid, centers, amp, quad, radius, g, recip_len, n_threads):
     """As :func:`spread`, with atoms split over ``n_threads`` private grids that are summed."""
     n_atoms = centers.shape[0]
-    parts = np.zeros((n_threads,) + grid.shape)
+    parts = np.zeros((n_threads,) + grid.shape, dtype=grid.dtype)
     chunk = (n_atoms + n_threads - 1) // n_threads
     for t in nb.prange(n_threads):
         a = t * chunk
@@ -164,11 +164,12 @@ def spread_parallel(grid, centers, amp, quad, radius, g, recip_len, n_threads):
 
 
 @nb.njit(cache=True, parallel=True)
-def gather(grid, centers, amp, quad, radius, g, recip_len, step, aniso):
+def gather(grid, centers, amp, quad, radius, g, recip_len, step, aniso, want_xyz=True, want_adp=True):
     """Moments of map × atom Gaussians (see module docstring).
 
     step (3,3): Cartesian offset (Å) of one grid step along each axis (columns).
     aniso (n,) bool: store the full d dᵀ moment (6) instead of |d|² in S2.
+    want_xyz / want_adp: skip S1 / S2 when not needed (they stay zero).
     Returns S0 (n,G), S1 (n,G,3), S2 (n,G,6).
     """
     n0, n1, n2 = grid.shape
@@ -234,13 +235,14 @@ def gather(grid, centers, amp, quad, radius, g, recip_len, step, aniso):
                     iw = w0 % n2
                     for w in range(w0, w1 + 1):
                         m = row[iw]
-                        if an:
+                        if want_adp and an:
                             for k in range(n_g):
                                 t = m * e[k]
                                 s0[k] += t
-                                s1[k, 0] += t * dx
-                                s1[k, 1] += t * dy
-                                s1[k, 2] += t * dz
+                                if want_xyz:
+                                    s1[k, 0] += t * dx
+                                    s1[k, 1] += t * dy
+                                    s1[k, 2] += t * dz
                                 s2[k, 0] += t * dx * dx
                                 s2[k, 1] += t * dy * dy
                                 s2[k, 2] += t * dz * dz
@@ -249,15 +251,30 @@ def gather(grid, centers, amp, quad, radius, g, recip_len, step, aniso):
                                 s2[k, 5] += t * dy * dz
                                 e[k] *= r[k]
                                 r[k] *= fw[k]
-                        else:
+                        elif want_adp:
                             d2 = dx * dx + dy * dy + dz * dz
+                            for k in range(n_g):
+                                t = m * e[k]
+                                s0[k] += t
+                                if want_xyz:
+                                    s1[k, 0] += t * dx
+                                    s1[k, 1] += t * dy
+                                    s1[k, 2] += t * dz
+                                s2[k, 0] += t * d2
+                                e[k] *= r[k]
+                                r[k] *= fw[k]
+                        elif want_xyz:
                             for k in range(n_g):
                                 t = m * e[k]
                                 s0[k] += t
                                 s1[k, 0] += t * dx
                                 s1[k, 1] += t * dy
                                 s1[k, 2] += t * dz
-                                s2[k, 0] += t * d2
+                                e[k] *= r[k]
+                                r[k] *= fw[k]
+                        else:
+                            for k in range(n_g):
+                                s0[k] += m * e[k]
                                 e[k] *= r[k]
                                 r[k] *= fw[k]
                         dx += sx

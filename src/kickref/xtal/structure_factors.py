@@ -112,7 +112,7 @@ class StructureFactorCalculator:
     """
 
     def __init__(self, cell, spacegroup, hkl, d_min=None, rate: float = 1.5,
-                 cutoff: float = 1e-4, blur_factor: float = 6.0):
+                 cutoff: float = 1e-4, blur_factor: float = 6.0, dtype=np.float32):
         self.cell = cell
         self.spacegroup = spacegroup
         self.hkl = np.asarray(hkl, dtype=np.int32)
@@ -122,6 +122,7 @@ class StructureFactorCalculator:
         self.rate = rate
         self.cutoff = cutoff
         self.blur_factor = blur_factor
+        self.dtype = np.dtype(dtype)       # grid precision: float32 halves FFT time and memory
         self.orth = np.array(cell.orth.mat.tolist())
         self.frac = np.array(cell.frac.mat.tolist())
         hmax = np.abs(self.hkl).max(axis=0)
@@ -209,7 +210,7 @@ class StructureFactorCalculator:
         if blur is None:
             blur = self.blur_for(state)
         amp, quad, radius, centers, _ = self.prepare(state, elements, blur)
-        grid = np.zeros(self.shape)
+        grid = np.zeros(self.shape, dtype=self.dtype)
         if N_THREADS > 1 and state.n_atoms > 2000:
             K.spread_parallel(grid, centers, amp, quad, radius, self.metric, self.recip_len, N_THREADS)
         else:
@@ -228,20 +229,26 @@ class StructureFactorCalculator:
     def gradient_map(self, dT_dF: np.ndarray, blur: float) -> np.ndarray:
         coef = dT_dF * (self.volume / self.n_points) * np.exp(blur * self.s2 / 4.0)
         Y = self.lookup.scatter(coef)
-        return scipy.fft.irfftn(Y, s=self.shape, workers=N_THREADS) * self.n_points
+        if self.dtype == np.float32:
+            Y = Y.astype(np.complex64)
+        return scipy.fft.irfftn(Y, s=self.shape, workers=N_THREADS) * np.float32(self.n_points)
 
-    def gradient(self, state: AtomState, elements, dT_dF: np.ndarray) -> AtomGradient:
-        """dT/d(xyz, B, U, occ) for a target T with D(h) = ∂T/∂Re F + i ∂T/∂Im F."""
+    def gradient(self, state: AtomState, elements, dT_dF: np.ndarray, want=("xyz", "adp", "occ")) -> AtomGradient:
+        """dT/d(xyz, B, U, occ) for a target T with D(h) = ∂T/∂Re F + i ∂T/∂Im F.
+
+        ``want``: which parts to compute ('xyz', 'adp', 'occ'); the others are left at zero.
+        """
         blur = self.blur_for(state)
         gmap = self.gradient_map(dT_dF, blur)
-        return self.gather_gradient(state, elements, gmap, blur)
+        return self.gather_gradient(state, elements, gmap, blur, want)
 
-    def gather_gradient(self, state: AtomState, elements, gmap: np.ndarray, blur: float) -> AtomGradient:
+    def gather_gradient(self, state: AtomState, elements, gmap: np.ndarray, blur: float,
+                        want=("xyz", "adp", "occ")) -> AtomGradient:
         """Gradient of Σ_x gmap(x)·ρ(x) with respect to the atom parameters."""
         a, b = self._form_factors(elements)
         amp, quad, radius, centers, _ = self.prepare(state, elements, blur, unit_occ=True)
         S0, S1, S2 = K.gather(gmap, centers, amp, quad, radius, self.metric, self.recip_len,
-                              self.step, state.is_aniso)
+                              self.step, state.is_aniso, "xyz" in want, "adp" in want)
         n = state.n_atoms
         grad = AtomGradient(n)
         occ = state.occ

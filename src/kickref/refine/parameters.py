@@ -1,0 +1,185 @@
+"""Packing refinable atomic parameters into the minimizer's vector, and gradients back.
+
+Three kinds of parameter vector, refined in turn inside a macro-cycle:
+- ``xyz``: Cartesian coordinates (Å) of the movable non-hydrogen atoms. Riding hydrogens are
+  re-placed on their parents after every change and their gradient is added to the parent.
+- ``adp``: B (Å²) of movable isotropic atoms and 8π²·U (Å², i.e. U in B units so that all ADP
+  parameters have the same scale) of movable anisotropic atoms; hydrogens get 1.2 × B_eq of
+  their parent.
+- ``occ``: one parameter per occupancy group. Altloc groups (the conformers of one residue, or
+  of a set of residues sharing altloc letters) are constrained to keep their sum: with K
+  conformers, K−1 free parameters and the last = total − Σ others. With
+  ``refine_occupancy``, single-conformer ligands/waters whose occupancy is below 1 get one
+  occupancy per residue, bounded to [0, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .energy import AtomGradient, AtomState
+
+EIGHT_PI2 = 8.0 * np.pi ** 2
+B_MIN, B_MAX = 1.0, 500.0
+
+
+@dataclass
+class OccupancyGroups:
+    """Occupancy parameterization. ``members[k]`` atom indices of parameter k;
+    ``dependent[g]``: (atom indices, list of parameter indices, total) of group g's last conformer."""
+    members: list
+    dependents: list
+    x0: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.members)
+
+
+def find_occupancy_groups(model, movable, refine_partial: bool = False) -> OccupancyGroups:
+    """Altloc groups per residue (constrained sums) and, optionally, partial single-conformer residues."""
+    members, dependents, x0 = [], [], []
+    alt = np.asarray(model.altloc)
+    ri = model.residue_index
+    has_alt = alt != ""
+    for r in np.unique(ri[has_alt]):          # loop over residues with altlocs (few)
+        atoms = np.flatnonzero((ri == r) & has_alt & movable)
+        if len(atoms) == 0:
+            continue
+        letters = sorted(set(alt[atoms]))
+        if len(letters) < 2:
+            continue
+        occs = [float(np.mean(model.occ[atoms[alt[atoms] == L]])) for L in letters]
+        total = float(sum(occs))
+        params = []
+        for L, o in zip(letters[:-1], occs[:-1]):
+            members.append(atoms[alt[atoms] == L])
+            x0.append(o)
+            params.append(len(members) - 1)
+        dependents.append((atoms[alt[atoms] == letters[-1]], params, total))
+    if refine_partial:
+        for r in np.unique(ri[~has_alt & movable & (model.occ < 0.999)]):
+            atoms = np.flatnonzero((ri == r) & ~has_alt & movable)
+            members.append(atoms)
+            x0.append(float(np.mean(model.occ[atoms])))
+    return OccupancyGroups(members, dependents, np.array(x0, dtype=float))
+
+
+class Parameters:
+    """Maps between a flat vector and an :class:`AtomState` for one parameter kind."""
+
+    def __init__(self, kind: str, state: AtomState, movable: np.ndarray, hydrogen_parents=None,
+                 place_hydrogens=None, occupancy_groups: OccupancyGroups | None = None):
+        if kind not in ("xyz", "adp", "occ"):
+            raise ValueError(kind)
+        self.kind = kind
+        n = state.n_atoms
+        self.hparent = (np.full(n, -1) if hydrogen_parents is None
+                        else np.asarray(hydrogen_parents, dtype=np.int64))
+        self.is_h = self.hparent >= 0
+        self.place_hydrogens = place_hydrogens
+        self.movable = np.asarray(movable, bool) & ~self.is_h
+        self.groups = occupancy_groups
+        if kind == "xyz":
+            self.atoms = np.flatnonzero(self.movable)
+        elif kind == "adp":
+            self.iso = np.flatnonzero(self.movable & ~state.is_aniso)
+            self.ani = np.flatnonzero(self.movable & state.is_aniso)
+            self.h_atoms = np.flatnonzero(self.is_h)
+        self.n = self._size(state)
+
+    def _size(self, state):
+        if self.kind == "xyz":
+            return 3 * len(self.atoms)
+        if self.kind == "adp":
+            return len(self.iso) + 6 * len(self.ani)
+        return self.groups.n if self.groups is not None else 0
+
+    # ------------------------------------------------------------------
+    def get(self, state: AtomState) -> np.ndarray:
+        if self.kind == "xyz":
+            return state.xyz[self.atoms].ravel().copy()
+        if self.kind == "adp":
+            return np.concatenate([state.b_iso[self.iso], EIGHT_PI2 * state.u_aniso[self.ani].ravel()])
+        return np.array([float(np.mean(state.occ[m])) for m in self.groups.members])
+
+    def set(self, x: np.ndarray, state: AtomState) -> AtomState:
+        """Write ``x`` into ``state`` (in place) and update riding/derived atoms; returns state."""
+        if self.kind == "xyz":
+            state.xyz[self.atoms] = x.reshape(-1, 3)
+            if self.place_hydrogens is not None and self.is_h.any():
+                state.xyz[:] = self.place_hydrogens(state.xyz)
+        elif self.kind == "adp":
+            ni = len(self.iso)
+            state.b_iso[self.iso] = x[:ni]
+            state.u_aniso[self.ani] = x[ni:].reshape(-1, 6) / EIGHT_PI2
+            self.update_hydrogen_b(state)
+        else:
+            for k, m in enumerate(self.groups.members):
+                state.occ[m] = x[k]
+            for atoms, params, total in self.groups.dependents:
+                state.occ[atoms] = total - sum(x[p] for p in params)
+        return state
+
+    def update_hydrogen_b(self, state: AtomState) -> None:
+        if not len(getattr(self, "h_atoms", ())):
+            return
+        p = self.hparent[self.h_atoms]
+        b = state.b_iso[p].copy()
+        ani = state.is_aniso[p]
+        b[ani] = EIGHT_PI2 / 3.0 * state.u_aniso[p[ani], :3].sum(axis=1)
+        state.b_iso[self.h_atoms] = 1.2 * b
+        state.is_aniso[self.h_atoms] = False
+
+    def gradient(self, g: AtomGradient, state: AtomState) -> np.ndarray:
+        """Vector gradient from per-atom gradients (chain rule through riding/constraints)."""
+        if self.kind == "xyz":
+            gx = g.xyz.copy()
+            if self.is_h.any():
+                h = np.flatnonzero(self.is_h)
+                np.add.at(gx, self.hparent[h], gx[h])        # riding: H moves with its parent
+            return gx[self.atoms].ravel()
+        if self.kind == "adp":
+            gb = g.b_iso.copy()
+            if len(self.h_atoms):
+                np.add.at(gb, self.hparent[self.h_atoms], 1.2 * gb[self.h_atoms])
+            gu = g.u_aniso[self.ani].copy()
+            # B-restraint gradients act on B_eq = 8π²/3·tr(U) of anisotropic atoms
+            gu[:, :3] += (EIGHT_PI2 / 3.0 * gb[self.ani])[:, None]
+            return np.concatenate([gb[self.iso], gu.ravel() / EIGHT_PI2])
+        out = np.array([float(np.sum(g.occ[m])) for m in self.groups.members])
+        for atoms, params, _ in self.groups.dependents:
+            s = float(np.sum(g.occ[atoms]))
+            for p in params:
+                out[p] -= s
+        return out
+
+    def bounds(self, state: AtomState):
+        if self.kind == "xyz":
+            return None
+        if self.kind == "adp":
+            b = [(B_MIN, B_MAX)] * len(self.iso)
+            for _ in range(len(self.ani)):
+                b += [(EIGHT_PI2 * 1e-3, B_MAX)] * 3 + [(None, None)] * 3
+            return b
+        return [(0.0, 1.0)] * self.groups.n
+
+    def project(self, state: AtomState) -> None:
+        """Keep ADPs physical after a step: U positive definite (eigenvalues ≥ 0.001 Å²)."""
+        if self.kind != "adp" or not len(self.ani):
+            return
+        U = state.u_aniso[self.ani]
+        M = np.zeros((len(U), 3, 3))
+        M[:, 0, 0], M[:, 1, 1], M[:, 2, 2] = U[:, 0], U[:, 1], U[:, 2]
+        M[:, 0, 1] = M[:, 1, 0] = U[:, 3]
+        M[:, 0, 2] = M[:, 2, 0] = U[:, 4]
+        M[:, 1, 2] = M[:, 2, 1] = U[:, 5]
+        w, v = np.linalg.eigh(M)
+        bad = (w < 1e-3).any(axis=1)
+        if bad.any():
+            w = np.maximum(w, 1e-3)
+            M2 = np.einsum("nij,nj,nkj->nik", v, w, v)
+            U[bad] = np.stack([M2[:, 0, 0], M2[:, 1, 1], M2[:, 2, 2],
+                               M2[:, 0, 1], M2[:, 0, 2], M2[:, 1, 2]], axis=1)[bad]
+            state.u_aniso[self.ani] = U

@@ -1,0 +1,315 @@
+"""Restrained refinement: macro-cycles of coordinate, ADP and occupancy minimization.
+
+One macro-cycle (after MAIN's REF_XYZ / REF_B / REF_OCCU):
+  1. coordinates: L-BFGS on w·X + geometry, in chunks of ``rephase_every`` steps; after each
+     chunk Fc, scale and likelihood parameters are brought up to date ("re-phase") and the
+     X-ray weight w is re-adjusted from the bond RMSD (MAIN ``min adjust bond 0.02``, every
+     ``weight_every`` steps and at each macro-cycle);
+  2. ADPs: L-BFGS on w_B·X + ADP restraints;
+  3. occupancies of altloc groups (sums kept) and, if asked, of partial ligands/waters;
+  4. full re-phase: solvent mask, bulk solvent and scale (LS or ML), outliers, D and S.
+Interrupting (Ctrl-C, or ``stop.set()``) ends the run after the current step with a valid model.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..xtal.fmodel import FModel
+from .energy import AtomState, Energy
+from .minimize import StopFlag, minimize_energy
+from .parameters import EIGHT_PI2, Parameters, find_occupancy_groups
+
+
+@dataclass
+class RefineOptions:
+    target: str = "ml"                 # 'ml' (D, S from the test set), 'ml-free-kick', 'ls'
+    cycles: int = 5                    # macro-cycles
+    xyz_steps: int = 40                # L-BFGS iterations per macro-cycle for coordinates
+    adp_steps: int = 25                # ... for ADPs
+    occ_steps: int = 10
+    rephase_every: int = 20            # steps between re-phasings inside a stage
+    weight_every: int = 100            # steps between X-ray weight adjustments (MAIN default)
+    bond_rmsd: float = 0.02            # Å, target of the weight adjustment
+    weight: float | None = None        # fixed X-ray weight (no adjustment)
+    adp_weight: float = 1.0            # ADP restraints relative to the X-ray term in the ADP stage
+    adp: str = "keep"                  # keep | iso | aniso
+    refine_occupancy: bool = False     # partial single-conformer ligands/waters too
+    fix_xyz: bool = False
+    fix_b: bool = False
+    selection: str | None = None       # gemmi selection of the atoms that move (MINIMIZE)
+    free_kick: float = 0.1             # Å, kick for the ML free-kick estimate of D and S
+    seed: int = 1
+    scale_shells: object = "auto"
+    bulk_solvent: bool = True
+    convergence: float = 1e-4          # stop when R-work and R-free change less than this
+    min_cycles: int = 2
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CycleStats:
+    cycle: int
+    r_work: float | None
+    r_free: float | None
+    target: float
+    target_kind: str
+    rmsd_bond: float
+    rmsd_angle: float
+    weight: float
+    time: float
+    n_eval: int
+    k_sol: float = 0.0
+    b_sol: float = 0.0
+    mean_b: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class RefinementResult:
+    model: object                      # refined kickref Model
+    cycles: list
+    options: RefineOptions
+    statistics: dict                   # final rfactor-style statistics
+    geometry: dict
+    map_coefficients: object = None
+    interrupted: bool = False
+    timings: dict = field(default_factory=dict)
+    log: list = field(default_factory=list)
+
+    @property
+    def r_work(self):
+        return self.statistics.get("r_work")
+
+    @property
+    def r_free(self):
+        return self.statistics.get("r_free")
+
+
+def select_atoms(model, selection: str | None) -> np.ndarray:
+    """Boolean mask of the atoms matching a gemmi selection (all when None)."""
+    if not selection:
+        return np.ones(model.n_atoms, bool)
+    import gemmi
+    from ..errors import InputError
+    try:
+        sel = gemmi.Selection(selection)
+    except Exception as e:
+        raise InputError(None, f"bad selection {selection!r}: {e}") from None
+    st = model.structure
+    mask = np.zeros(model.n_atoms, bool)
+    i = 0
+    # walk the same atom order as Model: first model, chains, residues, atoms
+    mdl = st[0]
+    for ch in mdl:
+        ok_ch = sel.matches(ch)
+        for res in ch:
+            ok_res = ok_ch and sel.matches(res)
+            for at in res:
+                mask[i] = ok_res and sel.matches(at)
+                i += 1
+    if not mask.any():
+        raise InputError(None, f"selection {selection!r} matches no atoms")
+    return mask
+
+
+class Refinement:
+    """Set up once, then :meth:`run`. ``restraints`` from :func:`kickref.restraints.build_restraints`."""
+
+    def __init__(self, model, data, restraints, options: RefineOptions | None = None, log=None,
+                 progress=None):
+        self.options = o = options or RefineOptions()
+        self.model = model
+        self.data = data
+        self.restraints = restraints
+        self.log = log or (lambda s: None)
+        self.progress = progress
+        self.stop = StopFlag()
+        self._apply_adp_mode(o.adp)
+        self.state = AtomState.from_model(model)
+        self.movable = select_atoms(model, o.selection)
+        self.fmodel = FModel(model, data, bulk_solvent=o.bulk_solvent, scale_shells=o.scale_shells)
+        from ..targets.xray import XrayTarget
+        target = "ls" if o.target == "ls" else "ml"
+        self.xray = XrayTarget(self.fmodel, target)
+        terms = restraints.terms()
+        self.geometry_terms = [t for t in terms if t.kind == "geometry"]
+        self.adp_terms = [t for t in terms if t.kind == "adp"]
+        self.e_xyz = Energy([self.xray] + self.geometry_terms, weights={"xray": 1.0})
+        self.e_adp = Energy([self.xray] + self.adp_terms, weights={"xray": 1.0, "adp": o.adp_weight})
+        self.e_occ = Energy([self.xray], weights={"xray": 1.0})
+        self.weight = o.weight
+        self.cycles: list[CycleStats] = []
+        self.n_eval = 0
+        hp = getattr(restraints, "hydrogen_parents", None)
+        place = restraints.place_hydrogens if hp is not None and (np.asarray(hp) >= 0).any() else None
+        self.p_xyz = Parameters("xyz", self.state, self.movable, hp, place)
+        self.p_adp = Parameters("adp", self.state, self.movable, hp)
+        self.occ_groups = find_occupancy_groups(model, self.movable, o.refine_occupancy)
+        self.p_occ = Parameters("occ", self.state, self.movable, hp, occupancy_groups=self.occ_groups)
+
+    # ----------------------------------------------------------------- setup
+    def _apply_adp_mode(self, mode):
+        m = self.model
+        if mode == "iso":
+            if m.is_aniso.any():
+                m.b_iso[m.is_aniso] = EIGHT_PI2 / 3.0 * m.u_aniso[m.is_aniso, :3].sum(axis=1)
+                m.is_aniso[:] = False
+        elif mode == "aniso":
+            iso = ~m.is_aniso & ~m.is_hydrogen
+            u = m.b_iso[iso] / EIGHT_PI2
+            m.u_aniso[iso] = np.column_stack([u, u, u, 0 * u, 0 * u, 0 * u])
+            m.is_aniso[iso] = True
+        elif mode != "keep":
+            raise ValueError(f"adp must be keep, iso or aniso, not {mode!r}")
+
+    # --------------------------------------------------------------- phasing
+    def rephase(self, mask: bool = True, scale: bool = True):
+        """Bring Fc, mask, scale, outliers and the likelihood parameters up to date."""
+        fm = self.fmodel
+        fm.update_all(self.state, mask=mask, scale=scale)
+        if self.xray.target == "ml":
+            if self.options.target == "ml-free-kick" or not self.data.has_free or fm.free.sum() < 50:
+                from ..targets.xray import free_kick_sigmaa
+                sa = free_kick_sigmaa(fm, self.state, self.options.free_kick, seed=self.options.seed)
+            else:
+                sa = fm.sigmaa("test")
+            self.xray.set_sigmaa(sa)
+            self.sigmaa = sa
+
+    def geometry_rmsd(self):
+        st = self.restraints.statistics(self.state)
+        return st["bond"]["rmsd"], st["angle"]["rmsd"], st
+
+    # -------------------------------------------------------------- weights
+    def initial_weight(self) -> float:
+        """X-ray weight from gradient sizes: w·|∇X| ≈ 2·δ/σ² with δ the bond-RMSD target."""
+        _, g, _ = Energy([self.xray]).compute(self.state)
+        gx = g.xyz[self.p_xyz.atoms] if len(self.p_xyz.atoms) else g.xyz
+        g_rms = float(np.sqrt(np.mean(gx ** 2))) or 1.0
+        sigma_bond = 0.02
+        return 0.5 * 2.0 * self.options.bond_rmsd / (sigma_bond ** 2 * g_rms)
+
+    def adjust_weight(self, rmsd_bond: float):
+        if self.options.weight is not None:
+            return
+        if rmsd_bond <= 0:
+            return
+        f = float(np.clip(self.options.bond_rmsd / rmsd_bond, 0.33, 3.0))
+        self.weight *= f
+
+    # ---------------------------------------------------------------- stages
+    def _stage(self, energy, params, steps, name, adjust=False):
+        self.xray.want = (name,)
+        done = 0
+        chunk = max(1, min(self.options.rephase_every, self.options.weight_every))
+        n_eval = 0
+        since_weight = 0
+        while done < steps and not self.stop:
+            n = min(chunk, steps - done)
+            energy.weights["xray"] = self.weight
+            res = minimize_energy(energy, params, self.state, n, self.stop, on_eval=self._on_eval)
+            done += n
+            n_eval += res.n_eval
+            since_weight += n
+            if self.stop:
+                break
+            self.rephase(mask=False, scale=True)
+            if adjust and since_weight >= self.options.weight_every:
+                self.adjust_weight(self.geometry_rmsd()[0])
+                since_weight = 0
+            if res.n_iter < n and "CONVERG" in res.message.upper():
+                break            # converged within the chunk
+        self.xray.want = ("xyz", "adp", "occ")
+        return n_eval
+
+    def _on_eval(self, value, parts):
+        self.n_eval += 1
+        if self.progress is not None:
+            self.progress(self.n_eval)
+
+    # ------------------------------------------------------------------ run
+    def record(self, cycle, t0, note=""):
+        fm = self.fmodel
+        st = fm.statistics()
+        b, a, _ = self.geometry_rmsd()
+        value, _ = self.xray.compute(self.state, gradient=False)
+        heavy = ~self.model.is_hydrogen
+        beq = self.state.b_iso.copy()
+        ani = self.state.is_aniso
+        beq[ani] = EIGHT_PI2 / 3.0 * self.state.u_aniso[ani, :3].sum(axis=1)
+        c = CycleStats(cycle, st["r_work"], st["r_free"], value,
+                       "-LL" if self.xray.target == "ml" else "LS", b, a, float(self.weight or 0),
+                       time.perf_counter() - t0, self.n_eval, fm.scale.k_sol, fm.scale.b_sol,
+                       float(np.mean(beq[heavy])), note)
+        self.cycles.append(c)
+        self.log(format_cycle(c))
+        return c
+
+    def run(self) -> RefinementResult:
+        o = self.options
+        t0 = time.perf_counter()
+        timings = {}
+        with self.stop:
+            self.rephase()
+            if self.weight is None:
+                self.weight = self.initial_weight()
+            self.log(format_header())
+            self.record(0, t0, "start")
+            for cycle in range(1, o.cycles + 1):
+                if self.stop:
+                    break
+                if not o.fix_xyz and self.p_xyz.n:
+                    self._stage(self.e_xyz, self.p_xyz, o.xyz_steps, "xyz", adjust=True)
+                    if not self.stop:
+                        self.adjust_weight(self.geometry_rmsd()[0])
+                if not o.fix_b and self.p_adp.n and not self.stop:
+                    self.e_adp.weights["adp"] = o.adp_weight
+                    self._stage(self.e_adp, self.p_adp, o.adp_steps, "adp")
+                if self.p_occ.n and not self.stop:
+                    self._stage(self.e_occ, self.p_occ, o.occ_steps, "occ")
+                self.rephase(mask=True)
+                c = self.record(cycle, t0, "interrupted" if self.stop else "")
+                if self._converged(cycle):
+                    break
+        timings["total"] = time.perf_counter() - t0
+        return self.finish(timings)
+
+    def _converged(self, cycle):
+        if cycle < self.options.min_cycles or len(self.cycles) < 2:
+            return False
+        a, b = self.cycles[-2], self.cycles[-1]
+        dw = abs((a.r_work or 0) - (b.r_work or 0))
+        df = abs((a.r_free or 0) - (b.r_free or 0))
+        return dw < self.options.convergence and df < self.options.convergence
+
+    def finish(self, timings) -> RefinementResult:
+        """Copy the state into the model, compute final statistics and map coefficients."""
+        from ..xtal.maps import compute_map_coefficients
+        m = self.model
+        m.xyz[:] = self.state.xyz
+        m.b_iso[:] = self.state.b_iso
+        m.u_aniso[:] = self.state.u_aniso
+        m.is_aniso[:] = self.state.is_aniso
+        m.occ[:] = self.state.occ
+        stats = self.fmodel.statistics()
+        b, a, geo = self.geometry_rmsd()
+        stats["rmsd_bond"], stats["rmsd_angle"] = b, a
+        mc = compute_map_coefficients(self.fmodel, self.state)
+        return RefinementResult(m, self.cycles, self.options, stats, geo, mc, bool(self.stop), timings)
+
+
+def format_header() -> str:
+    return (" cycle  R-work  R-free     target   kind  rmsBOND rmsANGLE   weight  k_sol  B_sol  <B>    time")
+
+
+def format_cycle(c: CycleStats) -> str:
+    fr = lambda v: "   -  " if v is None else f"{v:.4f}"
+    return (f"{c.cycle:6d}  {fr(c.r_work)}  {fr(c.r_free)} {c.target:11.1f}  {c.target_kind:>4s}  "
+            f"{c.rmsd_bond:7.4f} {c.rmsd_angle:8.3f} {c.weight:8.3g}  {c.k_sol:5.3f} {c.b_sol:6.1f} "
+            f"{c.mean_b:5.1f} {c.time:7.1f}s {c.note}")
