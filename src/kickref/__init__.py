@@ -13,4 +13,4 @@ from .model import Model  # noqa: F401,E402
 from .reflections import Reflections  # noqa: F401,E402
 from .io.models import read_model, write_model  # noqa: F401,E402
 from .io.reflections import read_reflections  # noqa: F401,E402
-from .api import load_inputs, rfactor, compute_maps  # noqa: F401,E402
+from .api import load_inputs, rfactor, compute_maps, refine  # noqa: F401,E402

@@ -90,3 +90,55 @@ def compute_maps(model, data, *, include_free: bool = False, bulk_solvent: bool 
         stats.setdefault("warnings", []).append(
             "D and sigma estimated from all reflections (no usable test set)")
     return mc, stats
+
+
+def add_hydrogens(model: Model, monlib_dir=None, ligands=()) -> Model:
+    """A copy of ``model`` with riding hydrogens placed from the monomer library (gemmi)."""
+    import io
+    import gemmi
+    from .restraints.library import load_library
+    names = sorted(set(model.resname.tolist()))
+    lib = load_library(names, monlib_dir, ligands)
+    st = model.sync_structure().clone()
+    gemmi.prepare_topology(st, lib.monlib, h_change=gemmi.HydrogenChange.ReAddKnown,
+                           warnings=io.StringIO(), reorder=True, ignore_unknown_links=True)
+    new = Model.from_structure(st, path=model.path)
+    new.meta.update(model.meta)
+    return new
+
+
+def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
+           hydrogens: str = "keep", labin=None, free_value=None, d_min=None, d_max=None,
+           log=None, progress=None, stop=None, **options):
+    """Restrained refinement of coordinates, ADPs and occupancies against X-ray data.
+
+    ``model``/``data``: paths or loaded objects. ``monlib``: monomer-library directory (default
+    $CLIBD_MON, else kickref's built-in set); ``ligands``: extra CIF dictionaries.
+    ``hydrogens``: keep | remove | add (riding hydrogens placed from the library).
+    Other keyword options are those of :class:`kickref.refine.refinement.RefineOptions`
+    (target, cycles, bond_rmsd, weight, weight_every, rephase_every, adp, refine_occupancy,
+    fix_xyz, fix_b, selection, seed, ...). ``log``: callable receiving log lines.
+    ``stop``: a :class:`kickref.refine.minimize.StopFlag` to end the run early.
+
+    Returns a :class:`~kickref.refine.refinement.RefinementResult` (refined model, per-cycle
+    statistics, final statistics, geometry and map coefficients).
+    """
+    from .refine.refinement import RefineOptions, Refinement
+    from .restraints import build_restraints
+    h_read = "remove" if hydrogens == "remove" else "keep"
+    model, data = load_inputs(model, data, labin=labin, free_value=free_value, d_min=d_min,
+                              d_max=d_max, hydrogens=h_read)
+    if hydrogens == "add":
+        model = add_hydrogens(model, monlib, ligands)
+    elif hydrogens not in ("keep", "remove"):
+        raise ValueError(f"hydrogens must be keep, remove or add, not {hydrogens!r}")
+    restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown,
+                                  hydrogens="keep")
+    say = log or (lambda s: None)
+    for line in restraints.log:
+        say(line)
+    opts = RefineOptions(**options)
+    r = Refinement(model, data, restraints, opts, log=say, progress=progress)
+    if stop is not None:
+        r.stop = stop
+    return r.run()

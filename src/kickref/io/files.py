@@ -34,6 +34,9 @@ def atomic_path(path):
     suffix = "".join(p.suffixes) or ".tmp"
     fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=suffix, dir=str(p.parent))
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)           # mkstemp makes 0600; give the usual permissions
     try:
         yield tmp
         os.replace(tmp, p)

@@ -1,0 +1,121 @@
+"""kickref refine MODEL DATA -o PREFIX: restrained refinement against X-ray data."""
+from __future__ import annotations
+
+import sys
+import time
+
+from .. import api
+from ..io.outputs import output_paths, write_refinement_outputs
+from .common import (add_input_arguments, add_scaling_arguments, check_outputs, fmt_r, load_options,
+                     scale_shells_value, show_warnings)
+
+
+def add_parser(sub):
+    p = sub.add_parser("refine", help="refine coordinates, ADPs and occupancies against X-ray data",
+                       description="Restrained refinement (after MAIN): macro-cycles of coordinate, ADP and "
+                                   "occupancy minimization against an ML or LS amplitude target, with the "
+                                   "X-ray weight set from a bond-RMSD target.")
+    add_input_arguments(p)
+    p.set_defaults(hydrogens="keep")
+    for a in p._actions:
+        if a.dest == "hydrogens":
+            a.choices = ["keep", "remove", "add"]
+            a.help = "keep the model's hydrogens (riding), remove them, or add riding hydrogens"
+    add_scaling_arguments(p)
+    p.add_argument("-o", "--output", default="refined", metavar="PREFIX",
+                   help="output prefix: PREFIX.pdb .cif .mtz .json .log .png (default 'refined')")
+    g = p.add_argument_group("library")
+    g.add_argument("--monlib", metavar="DIR", help="CCP4 monomer library (default $CLIBD_MON, else built-in)")
+    g.add_argument("--ligand", action="append", default=[], metavar="CIF", help="extra dictionary (repeatable)")
+    g.add_argument("--allow-unknown", action="store_true",
+                   help="restrain residues with no dictionary by non-bonded terms only")
+    g = p.add_argument_group("target and weights")
+    g.add_argument("--target", choices=["ml", "ml-free-kick", "ls"], default="ml",
+                   help="ml: likelihood with D, sigma from the test set (default); ml-free-kick: from the "
+                        "work set with a kicked model (MAIN); ls: least squares")
+    g.add_argument("--free-kick", type=float, default=0.1, metavar="Å",
+                   help="kick amplitude for ml-free-kick (default 0.1)")
+    g.add_argument("--bond-rmsd", type=float, default=0.02, metavar="Å",
+                   help="bond RMSD target of the automatic X-ray weight (default 0.02)")
+    g.add_argument("--weight", type=float, help="fixed X-ray weight (no automatic adjustment)")
+    g.add_argument("--weight-every", type=int, default=100, metavar="N",
+                   help="re-adjust the weight every N minimizer steps (default 100) and each cycle")
+    g.add_argument("--adp-weight", type=float, default=1.0, help="scale of the ADP restraints (default 1)")
+    g = p.add_argument_group("what is refined")
+    g.add_argument("--adp", choices=["keep", "iso", "aniso"], default="keep",
+                   help="ADP model: keep each atom's kind (default), all isotropic, all anisotropic")
+    g.add_argument("--refine-occupancy", action="store_true",
+                   help="also refine occupancies of partial single-conformer ligands and waters")
+    g.add_argument("--fix-xyz", action="store_true", help="do not refine coordinates")
+    g.add_argument("--fix-b", action="store_true", help="do not refine ADPs")
+    g.add_argument("--select", metavar="SEL",
+                   help="gemmi selection of the atoms that move (MINIMIZE); default all (REFINE)")
+    g = p.add_argument_group("cycles")
+    g.add_argument("--cycles", type=int, default=5, help="macro-cycles (default 5)")
+    g.add_argument("--xyz-steps", type=int, default=40, help="coordinate L-BFGS steps per cycle (default 40)")
+    g.add_argument("--adp-steps", type=int, default=25, help="ADP L-BFGS steps per cycle (default 25)")
+    g.add_argument("--rephase-every", type=int, default=20, metavar="N",
+                   help="re-phase (Fc, scale, D/sigma) every N steps (default 20)")
+    g.add_argument("--seed", type=int, default=1, help="random seed (free kick, kicks)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar, less output")
+    return p
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total = max(1, total)
+        self.enabled = enabled and sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, n):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.2 and n < self.total:
+            return
+        self.last = now
+        f = min(1.0, n / self.total)
+        bar = "#" * int(30 * f) + "-" * (30 - int(30 * f))
+        sys.stderr.write(f"\r[{bar}] {100 * f:5.1f}%  {n} evaluations  {now - self.t0:6.1f}s")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def run(args):
+    show_warnings()
+    paths = output_paths(args.output)
+    check_outputs(list(paths.values()), args)
+    lines = []
+
+    def log(s):
+        lines.append(s)
+        if not args.quiet or s.startswith(" cycle") or s.lstrip()[:1].isdigit():
+            bar.enabled and sys.stderr.write("\r" + " " * 80 + "\r")
+            print(s, flush=True)
+
+    bar = ProgressBar(args.cycles * (args.xyz_steps + args.adp_steps) * 6 // 5, not args.quiet)
+    opts = dict(target=args.target, cycles=args.cycles, xyz_steps=args.xyz_steps, adp_steps=args.adp_steps,
+                rephase_every=args.rephase_every, weight_every=args.weight_every, bond_rmsd=args.bond_rmsd,
+                weight=args.weight, adp_weight=args.adp_weight, adp=args.adp,
+                refine_occupancy=args.refine_occupancy, fix_xyz=args.fix_xyz, fix_b=args.fix_b,
+                selection=args.select, free_kick=args.free_kick, seed=args.seed,
+                scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent)
+    log(f"kickref refine {args.model} {args.data}")
+    res = api.refine(args.model, args.data, monlib=args.monlib, ligands=args.ligand,
+                     allow_unknown=args.allow_unknown, log=log, progress=bar, **load_options(args), **opts)
+    bar.close()
+    s = res.statistics
+    status = "INTERRUPTED: outputs hold the model after the last completed step" if res.interrupted else "done"
+    log(f"final R-work {fmt_r(s['r_work'])} R-free {fmt_r(s['r_free'])}  bonds {s['rmsd_bond']:.4f} Å  "
+        f"angles {s['rmsd_angle']:.2f}°  ({status}, {res.timings.get('total', 0):.1f} s)")
+    inputs = {"model": args.model, "data": args.data, "command": " ".join(sys.argv)}
+    written = write_refinement_outputs(res, args.output, lines, inputs)
+    print("wrote " + ", ".join(written.values()))
+    return 130 if res.interrupted else 0
