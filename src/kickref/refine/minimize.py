@@ -63,11 +63,14 @@ def minimize_energy(energy, params, state, max_iter: int, stop: StopFlag | None 
         v, _, _ = energy.compute(state, gradient=False)
         return MinimizeResult(v, 0, 0, False, "nothing to refine")
     x0 = params.get(state)
+    # preconditioning: minimize over y = √c·x with c the estimated curvature of each parameter
+    sq = np.sqrt(params.precond) if getattr(params, "precond", None) is not None else np.ones(len(x0))
     work = state.copy()
     best = {"x": x0.copy(), "f": np.inf}
     n_eval = [0]
 
-    def fun(x):
+    def fun(y):
+        x = y / sq
         params.set(x, work)
         v, g, parts = energy.compute(work, gradient=True)
         n_eval[0] += 1
@@ -75,17 +78,21 @@ def minimize_energy(energy, params, state, max_iter: int, stop: StopFlag | None 
             best["f"], best["x"] = v, x.copy()
         if on_eval is not None:
             on_eval(v, parts)
-        return v, params.gradient(g, work)
+        return v, params.gradient(g, work) / sq
 
     def callback(*args):
         if stop:
             raise StopIteration
 
-    res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=params.bounds(state),
+    bounds = params.bounds(state)
+    if bounds is not None:
+        bounds = [(None if lo is None else lo * q, None if hi is None else hi * q)
+                  for (lo, hi), q in zip(bounds, sq)]
+    res = scipy.optimize.minimize(fun, x0 * sq, jac=True, method="L-BFGS-B", bounds=bounds,
                                   callback=callback,
                                   options={"maxiter": int(max_iter), "maxcor": 10, "ftol": 1e-10,
                                            "gtol": 1e-8, "maxls": 20})
-    x = res.x if np.isfinite(res.fun) and res.fun <= best["f"] + 1e-12 else best["x"]
+    x = res.x / sq if np.isfinite(res.fun) and res.fun <= best["f"] + 1e-12 else best["x"]
     params.set(x, state)
     params.project(state)
     return MinimizeResult(float(min(res.fun, best["f"])), int(res.nit), n_eval[0], bool(stop),

@@ -88,6 +88,7 @@ class Parameters:
             self.ani = np.flatnonzero(self.movable & state.is_aniso)
             self.h_atoms = np.flatnonzero(self.is_h)
         self.n = self._size(state)
+        self.precond = None           # per-parameter curvature estimates (see set_curvature)
 
     def _size(self, state):
         if self.kind == "xyz":
@@ -154,6 +155,27 @@ class Parameters:
             for p in params:
                 out[p] -= s
         return out
+
+    def set_curvature(self, c_atom: dict) -> None:
+        """Per-parameter curvatures from per-atom ones ({'xyz','b','occ'}: (n_atoms,) arrays)."""
+        if self.kind == "xyz":
+            c = np.repeat(c_atom["xyz"][self.atoms], 3)
+        elif self.kind == "adp":
+            cb = c_atom["b"]
+            ca = cb[self.ani]
+            # 8π²U components: diagonal ≈ c_B/5, off-diagonal ≈ 4/15·c_B (isotropic averages)
+            cu = np.column_stack([ca / 5, ca / 5, ca / 5, ca * 4 / 15, ca * 4 / 15, ca * 4 / 15])
+            c = np.concatenate([cb[self.iso], cu.ravel()])
+        else:
+            co = c_atom["occ"]
+            c = np.array([float(np.sum(co[m])) for m in self.groups.members])
+            for atoms, params, _ in self.groups.dependents:
+                for p in params:
+                    c[p] += float(np.sum(co[atoms]))
+        c = np.asarray(c, dtype=float)
+        pos = c[c > 0]
+        floor = 1e-3 * float(np.median(pos)) if len(pos) else 1.0
+        self.precond = np.maximum(c, floor) if len(c) else None
 
     def bounds(self, state: AtomState):
         if self.kind == "xyz":

@@ -47,6 +47,7 @@ class RefineOptions:
     bulk_solvent: bool = True
     convergence: float = 1e-4          # stop when R-work and R-free change less than this
     min_cycles: int = 2
+    precondition: bool = True          # diagonal preconditioning from curvature estimates
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -169,22 +170,39 @@ class Refinement:
             raise ValueError(f"adp must be keep, iso or aniso, not {mode!r}")
 
     # --------------------------------------------------------------- phasing
-    def rephase(self, mask: bool = True, scale: bool = True):
-        """Bring Fc, mask, scale, outliers and the likelihood parameters up to date."""
+    def rephase(self, full: bool = True):
+        """Bring Fc, scale and the likelihood parameters up to date; ``full`` also recomputes
+        the solvent mask, searches k_sol/B_sol afresh and re-flags outliers (once per cycle)."""
         fm = self.fmodel
-        fm.update_all(self.state, mask=mask, scale=scale)
+        fm.update_all(self.state, mask=full, scale=True, full=full)
         if self.xray.target == "ml":
-            if self.options.target == "ml-free-kick" or not self.data.has_free or fm.free.sum() < 50:
+            prev = None if full else getattr(self, "sigmaa", None)
+            if self.use_free_kick:
                 from ..targets.xray import free_kick_sigmaa
-                sa = free_kick_sigmaa(fm, self.state, self.options.free_kick, seed=self.options.seed)
+                sa = free_kick_sigmaa(fm, self.state, self.options.free_kick, seed=self.options.seed,
+                                      start=prev)
             else:
-                sa = fm.sigmaa("test")
+                sa = fm.sigmaa("test", start=prev)
             self.xray.set_sigmaa(sa)
             self.sigmaa = sa
 
+    @property
+    def use_free_kick(self) -> bool:
+        return (self.options.target == "ml-free-kick" or not self.data.has_free
+                or self.fmodel.free.sum() < 50)
+
     def geometry_rmsd(self):
+        """Bond and angle RMSD over restraints between non-hydrogen atoms, and all statistics."""
         st = self.restraints.statistics(self.state)
-        return st["bond"]["rmsd"], st["angle"]["rmsd"], st
+        is_h = self.model.is_hydrogen
+        out = []
+        for kind in ("bond", "angle"):
+            dev, _, _ = self.restraints.deviations(kind, self.state)
+            idx = getattr(self.restraints, kind + "s").idx
+            heavy = ~is_h[idx].any(axis=1)
+            out.append(float(np.sqrt(np.mean(dev[heavy] ** 2))) if heavy.any() else 0.0)
+        st["bond_heavy"], st["angle_heavy"] = out
+        return out[0], out[1], st
 
     # -------------------------------------------------------------- weights
     def initial_weight(self) -> float:
@@ -204,6 +222,19 @@ class Refinement:
         self.weight *= f
 
     # ---------------------------------------------------------------- stages
+    def precondition(self, params, name):
+        """Set the parameters' curvature estimates for the current weights (see preconditioning)."""
+        from .preconditioning import restraint_curvatures, xray_curvatures
+        cx = xray_curvatures(self.xray, self.state)
+        if not hasattr(self, "_restraint_curv"):
+            self._restraint_curv = restraint_curvatures(self.restraints, self.state.n_atoms)
+        cr = self._restraint_curv
+        w = self.weight
+        c = {"xyz": w * cx["xyz"] + cr["xyz"],
+             "b": w * cx["b"] + self.options.adp_weight * cr["b"],
+             "occ": w * cx["occ"]}
+        params.set_curvature(c)
+
     def _stage(self, energy, params, steps, name, adjust=False):
         self.xray.want = (name,)
         done = 0
@@ -213,13 +244,15 @@ class Refinement:
         while done < steps and not self.stop:
             n = min(chunk, steps - done)
             energy.weights["xray"] = self.weight
+            if self.options.precondition:
+                self.precondition(params, name)
             res = minimize_energy(energy, params, self.state, n, self.stop, on_eval=self._on_eval)
             done += n
             n_eval += res.n_eval
             since_weight += n
             if self.stop:
                 break
-            self.rephase(mask=False, scale=True)
+            self.rephase(full=False)
             if adjust and since_weight >= self.options.weight_every:
                 self.adjust_weight(self.geometry_rmsd()[0])
                 since_weight = 0
@@ -273,7 +306,7 @@ class Refinement:
                     self._stage(self.e_adp, self.p_adp, o.adp_steps, "adp")
                 if self.p_occ.n and not self.stop:
                     self._stage(self.e_occ, self.p_occ, o.occ_steps, "occ")
-                self.rephase(mask=True)
+                self.rephase(full=True)
                 c = self.record(cycle, t0, "interrupted" if self.stop else "")
                 if self._converged(cycle):
                     break

@@ -475,8 +475,11 @@ def _adp_pairs(R, params):
     idx = np.concatenate([b12, b13]).astype(np.int64)
     sig = np.concatenate([np.full(len(b12), params.b_sigma_bonded),
                           np.full(len(b13), params.b_sigma_angle)])
-    R.b_pairs = RestraintSet(idx, np.zeros(len(idx)), sig)
+    # hydrogens ride: their B follows the parent's, so they take no part in B restraints
     heavy = ~R.model.is_hydrogen
+    keep = heavy[idx[:, 0]] & heavy[idx[:, 1]]
+    idx, sig = idx[keep], sig[keep]
+    R.b_pairs = RestraintSet(idx, np.zeros(len(idx)), sig)
     a = b12[heavy[b12[:, 0]] & heavy[b12[:, 1]]]
     R.adp_pairs = RestraintSet(a, np.zeros(len(a)), np.full(len(a), params.rigid_bond_sigma),
                                {"sigma_sim": np.full(len(a), params.adp_similarity_sigma)})

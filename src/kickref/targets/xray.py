@@ -100,7 +100,8 @@ def kicked_state(state: AtomState, amplitude: float, rng, movable=None, b_amplit
     return s
 
 
-def free_kick_sigmaa(fmodel, state: AtomState, amplitude: float = 0.3, seed: int = 0, n_kicks: int = 1):
+def free_kick_sigmaa(fmodel, state: AtomState, amplitude: float = 0.1, seed: int = 0, n_kicks: int = 1,
+                     start=None):
     """ML "free kick" (after Pražnikar & Turk 2014): D and S from the *work* set, computed with
     a randomly displaced copy of the model, so that the work set's fit to the model does not
     bias them and the test set stays untouched. Averages ``n_kicks`` kicked models' |Fm|."""
@@ -114,4 +115,4 @@ def free_kick_sigmaa(fmodel, state: AtomState, amplitude: float = 0.3, seed: int
     fm = np.mean(fms, axis=0) if n_kicks > 1 else fms[0]
     d = fmodel.data
     return sa.estimate_sigmaa(d.f_obs, d.sigma, fm, d.centric, d.epsilon, d.s2, fmodel.work,
-                              min_per_bin=500, used="work (free kick)")
+                              min_per_bin=500, used="work (free kick)", start=start)

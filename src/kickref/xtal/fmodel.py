@@ -48,6 +48,7 @@ class FModel:
         self.reject_outliers = reject_outliers
         self.outliers = np.zeros(data.n, dtype=bool)
         self.scale = ScaleModel()
+        self._scale_fitted = False
         self.fc = None
         self.fmask = np.zeros(data.n, dtype=complex)
 
@@ -76,28 +77,36 @@ class FModel:
         self.fmask = self.mask.fmask(st)
         return self.fmask
 
-    def fit_scale(self, fitter=None) -> ScaleModel:
-        """Fit k, aniso B, k_sol, B_sol (and shell factors) on the work set; LS unless ``fitter``."""
+    def fit_scale(self, fitter=None, full: bool = True) -> ScaleModel:
+        """Fit k, aniso B, k_sol, B_sol (and shell factors) on the work set; LS unless ``fitter``.
+
+        ``full=False`` starts from the current scale instead of a (k_sol, B_sol) grid search.
+        """
         w = self.work
         fo = self.data.f_obs
         if fitter is not None:
             self.scale = fitter(self)
         else:
             self.scale = fit_ls(fo[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w], self.basis,
-                                self.scale, fit_solvent=self.bulk_solvent)
+                                self.scale, fit_solvent=self.bulk_solvent,
+                                grid_search=not self._scale_fitted or full)
+            self._scale_fitted = True
         if self.scale_shells:
             fit_shells(fo[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w], self.scale,
                        self.scale_shells)
         return self.scale
 
-    def sigmaa(self, use: str = "auto") -> _sigmaa.SigmaA:
-        """D and S per bin from the test set (all reflections when there is none)."""
+    def sigmaa(self, use: str = "auto", start=None) -> _sigmaa.SigmaA:
+        """D and S per bin from the test set (all reflections when there is none).
+
+        ``start``: a previous estimate (same bins) to start from.
+        """
         d = self.data
         if use == "auto":
             use = "test" if d.has_free and d.free.sum() >= 10 else "all"
         sel = {"test": self.free, "work": self.work, "all": ~self.outliers}[use]
         return _sigmaa.estimate_sigmaa(d.f_obs, d.sigma, np.abs(self.f_model), d.centric, d.epsilon,
-                                       d.s2, sel, used=use)
+                                       d.s2, sel, used=use, start=start)
 
     def update_outliers(self, p_cut: float = 1e-6) -> int:
         d = self.data
@@ -106,17 +115,21 @@ class FModel:
                                               d.epsilon, sa.D, sa.S, p_cut)
         return int(self.outliers.sum())
 
-    def update_all(self, state: AtomState, mask: bool = True, scale: bool = True, fitter=None):
+    def update_all(self, state: AtomState, mask: bool = True, scale: bool = True, fitter=None,
+                   full: bool = True):
+        """Fc; then the mask (``mask``), the scale (``scale``); ``full`` also redoes the
+        (k_sol, B_sol) grid search and the outlier flags; otherwise the scale is refined from its
+        current values (cheap, for re-phasing inside a minimization)."""
         self.update_fc(state)
         if mask:
             self.update_mask(state)
         if scale:
-            self.fit_scale(fitter=fitter)
-            if self.reject_outliers:
+            self.fit_scale(fitter=fitter, full=full)
+            if self.reject_outliers and full:
                 before = self.outliers.copy()
                 self.update_outliers()
                 if (self.outliers != before).any():
-                    self.fit_scale(fitter=fitter)
+                    self.fit_scale(fitter=fitter, full=False)
         return self
 
     # -------------------------------------------------------------------

@@ -119,8 +119,11 @@ def _k_ls(fo, fm):
 
 
 def fit_ls(fo, fc, fmask, s2, q6, basis, scale: ScaleModel | None = None,
-           fit_solvent: bool = True, n_shells: int | None = None) -> ScaleModel:
-    """Least-squares fit of k, aniso B (in ``basis``), k_sol, B_sol to |Fo| (arrays: work set)."""
+           fit_solvent: bool = True, n_shells: int | None = None, grid_search: bool = True) -> ScaleModel:
+    """Least-squares fit of k, aniso B (in ``basis``), k_sol, B_sol to |Fo| (arrays: work set).
+
+    ``grid_search``: start from a coarse (k_sol, B_sol) grid; otherwise from ``scale``.
+    """
     scale = scale.copy() if scale is not None else ScaleModel()
     scale.method = "ls"
     afc = np.abs(fc)
@@ -166,9 +169,13 @@ def fit_ls(fo, fc, fmask, s2, q6, basis, scale: ScaleModel | None = None,
         g[2:] = (w * M) @ (-0.25 * qb)
         return g
 
-    # initial values: coarse grid over k_sol, B_sol
+    # initial values: coarse grid over k_sol, B_sol (or the previous fit)
     best = None
-    if have_mask:
+    if not grid_search and scale is not None:
+        p_prev = np.linalg.lstsq(basis.T, scale.b_aniso, rcond=None)[0]
+        theta0 = np.concatenate([[scale.k_sol if have_mask else 0.0, scale.b_sol if have_mask else 0.0],
+                                 p_prev])
+    elif have_mask:
         for ks in np.arange(0.0, 0.61, 0.05):
             for bs in (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0):
                 p = lin_aniso(ks, bs)

@@ -67,48 +67,84 @@ class SigmaA:
         return np.searchsorted(self.edges, np.asarray(s2), side="right")
 
 
-def _fit_bin(fo, sig, fm, centric, eps, D0=None, S0=None):
-    """ML estimate of (D, S) in one bin."""
-    if len(fo) == 0:
-        return 1.0, 1.0
-    # starting values from moments: D ~ <Fo Fm>/<Fm²>, S ~ <Fo² − D²Fm²>/ε
+def _nll_and_grad_bins(fo, sig, fm, centric, eps, bins, n_bins, D, S):
+    """Σ −ln P per bin (summed) and its gradient with respect to D_bin and S_bin."""
+    Dr, Sr = D[bins], S[bins]
+    V = eps * Sr + sig * sig
+    x2 = fo * fo + Dr * Dr * fm * fm
+    X = fo * Dr * fm / V
+    ma = scipy.special.i1e(2.0 * X) / np.maximum(scipy.special.i0e(2.0 * X), 1e-300)
+    tc = np.tanh(X)
+    lp = log_likelihood(fo, sig, fm, centric, eps, Dr, Sr)
+    dD = np.where(centric, -Dr * fm * fm / V + tc * fo * fm / V,
+                  -2.0 * Dr * fm * fm / V + ma * 2.0 * fo * fm / V)
+    dV = np.where(centric, -0.5 / V + x2 / (2.0 * V * V) - tc * X / V,
+                  -1.0 / V + x2 / (V * V) - ma * 2.0 * X / V)
+    f = -float(np.sum(lp))
+    gD = -np.bincount(bins, weights=dD, minlength=n_bins)
+    gS = -np.bincount(bins, weights=dV * eps, minlength=n_bins)
+    return f, gD, gS
+
+
+def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None):
+    """ML estimates of D and S for all bins at once (independent problems, one L-BFGS-B run).
+
+    S is optimized as log(S/S0) so that bins of very different intensity are equally scaled.
+    """
+    cnt = np.bincount(bins, minlength=n_bins).astype(float)
     if D0 is None:
-        D0 = float(np.sum(fo * fm) / max(np.sum(fm * fm), 1e-30))
-        D0 = min(max(D0, 0.05), 1.5)
+        num = np.bincount(bins, weights=fo * fm, minlength=n_bins)
+        den = np.bincount(bins, weights=fm * fm, minlength=n_bins)
+        D0 = np.clip(num / np.maximum(den, 1e-30), 0.05, 1.5)
     if S0 is None:
-        S0 = float(np.mean(np.maximum(fo * fo - D0 * D0 * fm * fm, 0.0) / eps))
-        S0 = max(S0, 1e-3 * float(np.mean(fo * fo / eps)) + 1e-12)
-    scale = max(S0, 1e-12)
+        r = np.maximum(fo * fo - D0[bins] ** 2 * fm * fm, 0.0) / eps
+        S0 = np.bincount(bins, weights=r, minlength=n_bins) / np.maximum(cnt, 1)
+        mean_i = np.bincount(bins, weights=fo * fo / eps, minlength=n_bins) / np.maximum(cnt, 1)
+        S0 = np.maximum(S0, 1e-3 * mean_i + 1e-12)
+    S0 = np.maximum(np.asarray(S0, dtype=float), 1e-12)
 
     def f(p):
-        D, S = p[0], np.exp(p[1]) * scale
-        return -np.sum(log_likelihood(fo, sig, fm, centric, eps, D, S))
+        D, t = p[:n_bins], p[n_bins:]
+        S = S0 * np.exp(t)
+        v, gD, gS = _nll_and_grad_bins(fo, sig, fm, centric, eps, bins, n_bins, D, S)
+        return v, np.concatenate([gD, gS * S])
 
-    res = scipy.optimize.minimize(f, [D0, 0.0], method="L-BFGS-B",
-                                  bounds=[(1e-3, 3.0), (-20.0, 10.0)])
-    return float(res.x[0]), float(np.exp(res.x[1]) * scale)
+    p0 = np.concatenate([np.clip(D0, 1e-3, 3.0), np.zeros(n_bins)])
+    bounds = [(1e-3, 3.0)] * n_bins + [(-20.0, 10.0)] * n_bins
+    res = scipy.optimize.minimize(f, p0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                  options={"maxiter": 200, "ftol": 1e-12, "gtol": 1e-8})
+    D = res.x[:n_bins].copy()
+    S = S0 * np.exp(res.x[n_bins:])
+    empty = cnt == 0
+    D[empty], S[empty] = 1.0, 1.0
+    return D, S
 
 
 def estimate_sigmaa(fo, sig, fm, centric, eps, s2, use, n_bins: int | None = None,
-                    min_per_bin: int = 100, used: str = "test") -> SigmaA:
+                    min_per_bin: int = 100, used: str = "test", start: "SigmaA | None" = None) -> SigmaA:
     """D and S per resolution bin from the reflections selected by ``use`` (bool mask).
 
     Bins have about equal numbers of *used* reflections (≥ ``min_per_bin``); every reflection
-    (used or not) gets the parameters of the bin its resolution falls in.
+    (used or not) gets the parameters of the bin its resolution falls in. ``start``: previous
+    estimate with the same bins, used as starting point.
     """
     use = np.asarray(use, dtype=bool)
     nu = int(use.sum())
-    if n_bins is None:
-        n_bins = int(np.clip(nu // min_per_bin, 1, 20))
-    if nu == 0:
-        n_bins = 1
-    edges = np.quantile(s2[use], np.linspace(0, 1, n_bins + 1)[1:-1]) if n_bins > 1 else np.zeros(0)
+    if start is not None and start.used == used:
+        edges, n_bins = start.edges, len(start.D_bin)
+        D0, S0 = start.D_bin, start.S_bin
+    else:
+        if n_bins is None:
+            n_bins = int(np.clip(nu // min_per_bin, 1, 20))
+        if nu == 0:
+            n_bins = 1
+        edges = (np.quantile(s2[use], np.linspace(0, 1, n_bins + 1)[1:-1]) if n_bins > 1
+                 else np.zeros(0))
+        D0 = S0 = None
     bins = np.searchsorted(edges, s2, side="right").astype(np.int64)
-    D_bin = np.ones(n_bins)
-    S_bin = np.ones(n_bins)
-    for b in range(n_bins):       # loop over bins (≤ 20), vectorized inside
-        sel = use & (bins == b)
-        D_bin[b], S_bin[b] = _fit_bin(fo[sel], sig[sel], fm[sel], centric[sel], eps[sel])
+    if nu == 0:
+        return SigmaA(bins, np.ones(n_bins), np.ones(n_bins), used, edges)
+    D_bin, S_bin = fit_bins(fo[use], sig[use], fm[use], centric[use], eps[use], bins[use], n_bins, D0, S0)
     return SigmaA(bins, D_bin, S_bin, used, edges)
 
 
