@@ -9,6 +9,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES = [
     ("structure factors vs gemmi", ["fc_bench.py"]),
     ("geometry energy vs one Fc", ["geometry_bench.py"]),
+    ("refinement: kickref vs servalcat, judged by cctbx", ["refine_bench.py", "--reuse"]),
 ]
 
 
