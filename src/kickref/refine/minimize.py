@@ -11,7 +11,8 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
+
+from ..lbfgs import lbfgs
 
 
 class StopFlag:
@@ -80,20 +81,14 @@ def minimize_energy(energy, params, state, max_iter: int, stop: StopFlag | None 
             on_eval(v, parts)
         return v, params.gradient(g, work) / sq
 
-    def callback(*args):
-        if stop:
-            raise StopIteration
-
     bounds = params.bounds(state)
+    lower = upper = None
     if bounds is not None:
-        bounds = [(None if lo is None else lo * q, None if hi is None else hi * q)
-                  for (lo, hi), q in zip(bounds, sq)]
-    res = scipy.optimize.minimize(fun, x0 * sq, jac=True, method="L-BFGS-B", bounds=bounds,
-                                  callback=callback,
-                                  options={"maxiter": int(max_iter), "maxcor": 10, "ftol": 1e-10,
-                                           "gtol": 1e-8, "maxls": 20})
-    x = res.x / sq if np.isfinite(res.fun) and res.fun <= best["f"] + 1e-12 else best["x"]
+        lower = np.array([-np.inf if lo is None else lo for lo, _ in bounds]) * sq
+        upper = np.array([np.inf if hi is None else hi for _, hi in bounds]) * sq
+    res = lbfgs(fun, x0 * sq, max_iter, lower, upper, stop=stop, max_shift=params.max_shift() * sq)
+    x = res.x / sq if np.isfinite(res.f) and res.f <= best["f"] + 1e-12 else best["x"]
     params.set(x, state)
     params.project(state)
-    return MinimizeResult(float(min(res.fun, best["f"])), int(res.nit), n_eval[0], bool(stop),
-                          str(res.message))
+    return MinimizeResult(float(min(res.f, best["f"])), int(res.n_iter), n_eval[0], bool(stop),
+                          res.message)

@@ -177,6 +177,11 @@ class Parameters:
         floor = 1e-3 * float(np.median(pos)) if len(pos) else 1.0
         self.precond = np.maximum(c, floor) if len(c) else None
 
+    def max_shift(self) -> np.ndarray:
+        """Largest change per parameter in a first minimizer step: 0.2 Å, 5 Å², 0.1 occupancy."""
+        v = {"xyz": 0.2, "adp": 5.0, "occ": 0.1}[self.kind]
+        return np.full(self.n, v)
+
     def bounds(self, state: AtomState):
         if self.kind == "xyz":
             return None
@@ -205,3 +210,50 @@ class Parameters:
             U[bad] = np.stack([M2[:, 0, 0], M2[:, 1, 1], M2[:, 2, 2],
                                M2[:, 0, 1], M2[:, 0, 2], M2[:, 1, 2]], axis=1)[bad]
             state.u_aniso[self.ani] = U
+
+
+class CombinedParameters:
+    """Several parameter kinds refined together (e.g. coordinates and ADPs in one minimization)."""
+
+    def __init__(self, parts):
+        self.parts = [p for p in parts if p.n > 0]
+        self.kind = "+".join(p.kind for p in self.parts)
+        self.n = sum(p.n for p in self.parts)
+        self.precond = None
+
+    def _split(self, x):
+        out, i = [], 0
+        for p in self.parts:
+            out.append(x[i:i + p.n])
+            i += p.n
+        return out
+
+    def get(self, state):
+        return np.concatenate([p.get(state) for p in self.parts]) if self.parts else np.zeros(0)
+
+    def set(self, x, state):
+        for p, xi in zip(self.parts, self._split(x)):
+            p.set(xi, state)
+        return state
+
+    def gradient(self, g, state):
+        return np.concatenate([p.gradient(g, state) for p in self.parts])
+
+    def set_curvature(self, c_atom):
+        for p in self.parts:
+            p.set_curvature(c_atom)
+        self.precond = np.concatenate([p.precond for p in self.parts])
+
+    def max_shift(self):
+        return np.concatenate([p.max_shift() for p in self.parts])
+
+    def bounds(self, state):
+        out = []
+        for p in self.parts:
+            b = p.bounds(state)
+            out += b if b is not None else [(None, None)] * p.n
+        return out
+
+    def project(self, state):
+        for p in self.parts:
+            p.project(state)

@@ -21,7 +21,7 @@ import numpy as np
 from ..xtal.fmodel import FModel
 from .energy import AtomState, Energy
 from .minimize import StopFlag, minimize_energy
-from .parameters import EIGHT_PI2, Parameters, find_occupancy_groups
+from .parameters import EIGHT_PI2, CombinedParameters, Parameters, find_occupancy_groups
 
 
 @dataclass
@@ -48,6 +48,7 @@ class RefineOptions:
     convergence: float = 1e-4          # stop when R-work and R-free change less than this
     min_cycles: int = 2
     precondition: bool = True          # diagonal preconditioning from curvature estimates
+    strategy: str = "combined"         # 'combined': xyz and ADPs in one minimization; 'alternate'
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -144,6 +145,8 @@ class Refinement:
         self.e_xyz = Energy([self.xray] + self.geometry_terms, weights={"xray": 1.0})
         self.e_adp = Energy([self.xray] + self.adp_terms, weights={"xray": 1.0, "adp": o.adp_weight})
         self.e_occ = Energy([self.xray], weights={"xray": 1.0})
+        self.e_all = Energy([self.xray] + self.geometry_terms + self.adp_terms,
+                            weights={"xray": 1.0, "adp": o.adp_weight})
         self.weight = o.weight
         self.cycles: list[CycleStats] = []
         self.n_eval = 0
@@ -236,7 +239,7 @@ class Refinement:
         params.set_curvature(c)
 
     def _stage(self, energy, params, steps, name, adjust=False):
-        self.xray.want = (name,)
+        self.xray.want = tuple(name.split("+"))
         done = 0
         chunk = max(1, min(self.options.rephase_every, self.options.weight_every))
         n_eval = 0
@@ -297,11 +300,18 @@ class Refinement:
             for cycle in range(1, o.cycles + 1):
                 if self.stop:
                     break
-                if not o.fix_xyz and self.p_xyz.n:
+                if o.strategy == "combined" and not o.fix_xyz and not o.fix_b and self.p_xyz.n:
+                    both = CombinedParameters([self.p_xyz, self.p_adp])
+                    self.e_all.weights["adp"] = o.adp_weight
+                    self._stage(self.e_all, both, o.xyz_steps, "xyz+adp", adjust=True)
+                    if not self.stop:
+                        self.adjust_weight(self.geometry_rmsd()[0])
+                elif not o.fix_xyz and self.p_xyz.n:
                     self._stage(self.e_xyz, self.p_xyz, o.xyz_steps, "xyz", adjust=True)
                     if not self.stop:
                         self.adjust_weight(self.geometry_rmsd()[0])
-                if not o.fix_b and self.p_adp.n and not self.stop:
+                if (not o.fix_b and self.p_adp.n and not self.stop
+                        and not (o.strategy == "combined" and not o.fix_xyz and self.p_xyz.n)):
                     self.e_adp.weights["adp"] = o.adp_weight
                     self._stage(self.e_adp, self.p_adp, o.adp_steps, "adp")
                 if self.p_occ.n and not self.stop:

@@ -316,3 +316,117 @@ def scatter_half(out, index, stored, boundary, index_neg, coef, phase):
                     out[index_neg[h, j]] += np.conj(v)
             else:
                 out[index[h, j]] += np.conj(v)
+
+
+@nb.njit(cache=True, parallel=True)
+def gather_iso(grid, centers, amp, quad, radius, g, recip_len, step, wx, wb0, wb2):
+    """Gradient sums for isotropic atoms, Gaussians combined by per-Gaussian weights.
+
+    With e_g the Gaussian values and m the map, accumulates per atom
+      O  = Σ m Σ_g e_g,   X = Σ m (Σ_g wx_g e_g) d,   B = Σ m Σ_g e_g (wb0_g + wb2_g |d|²),
+    i.e. the occupancy, position and B derivatives when wx = 2p_g, wb0 = −3/(2b'_g),
+    wb2 = p_g/b'_g (p_g = 4π²/b'_g). Returns O (n,), X (n,3), B (n,).
+    """
+    n0, n1, n2 = grid.shape
+    n_atoms, n_g = amp.shape
+    O = np.zeros(n_atoms)
+    X = np.zeros((n_atoms, 3))
+    B = np.zeros(n_atoms)
+    for a in nb.prange(n_atoms):
+        Ei = np.empty(n_g)
+        Ru = np.empty(n_g)
+        Rv_i = np.empty(n_g)
+        Rw_i = np.empty(n_g)
+        Ej = np.empty(n_g)
+        Rv = np.empty(n_g)
+        Rw_j = np.empty(n_g)
+        e = np.empty(n_g)
+        r = np.empty(n_g)
+        fu = np.empty(n_g)
+        fv = np.empty(n_g)
+        fw = np.empty(n_g)
+        guv = np.empty(n_g)
+        guw = np.empty(n_g)
+        gvw = np.empty(n_g)
+        c = centers[a]
+        rad = radius[a]
+        r2 = rad * rad
+        lo0, hi0, lo1, hi1, lo2, hi2 = _box(c, rad, recip_len)
+        _init_recurrences(amp[a], quad[a], lo0 - c[0], lo1 - c[1], lo2 - c[2],
+                          Ei, Ru, Rv_i, Rw_i, fu, fv, fw, guv, guw, gvw)
+        o = 0.0
+        x0 = 0.0
+        x1 = 0.0
+        x2 = 0.0
+        bb = 0.0
+        sx = step[0, 2]
+        sy = step[1, 2]
+        sz = step[2, 2]
+        for u in range(lo0, hi0 + 1):
+            du = u - c[0]
+            iu = u % n0
+            for k in range(n_g):
+                Ej[k] = Ei[k]
+                Rv[k] = Rv_i[k]
+                Rw_j[k] = Rw_i[k]
+            for v in range(lo1, hi1 + 1):
+                dv = v - c[1]
+                w0, w1 = _row_range(du, dv, g, r2, c[2], lo2, hi2)
+                if w1 >= w0:
+                    skip = w0 - lo2
+                    for k in range(n_g):
+                        ee = Ej[k]
+                        rr = Rw_j[k]
+                        ff = fw[k]
+                        for s in range(skip):
+                            ee *= rr
+                            rr *= ff
+                        e[k] = ee
+                        r[k] = rr
+                    dw0 = w0 - c[2]
+                    dx = step[0, 0] * du + step[0, 1] * dv + step[0, 2] * dw0
+                    dy = step[1, 0] * du + step[1, 1] * dv + step[1, 2] * dw0
+                    dz = step[2, 0] * du + step[2, 1] * dv + step[2, 2] * dw0
+                    row = grid[iu, v % n1]
+                    iw = w0 % n2
+                    for w in range(w0, w1 + 1):
+                        m = row[iw]
+                        e0 = 0.0
+                        ex = 0.0
+                        eb0 = 0.0
+                        eb2 = 0.0
+                        for k in range(n_g):
+                            ek = e[k]
+                            e0 += ek
+                            ex += wx[a, k] * ek
+                            eb0 += wb0[a, k] * ek
+                            eb2 += wb2[a, k] * ek
+                            e[k] = ek * r[k]
+                            r[k] *= fw[k]
+                        o += m * e0
+                        t = m * ex
+                        x0 += t * dx
+                        x1 += t * dy
+                        x2 += t * dz
+                        bb += m * (eb0 + eb2 * (dx * dx + dy * dy + dz * dz))
+                        dx += sx
+                        dy += sy
+                        dz += sz
+                        iw += 1
+                        if iw == n2:
+                            iw = 0
+                for k in range(n_g):
+                    Ej[k] *= Rv[k]
+                    Rv[k] *= fv[k]
+                    Rw_j[k] *= gvw[k]
+            for k in range(n_g):
+                Ei[k] *= Ru[k]
+                Ru[k] *= fu[k]
+                Rv_i[k] *= guv[k]
+                Rw_i[k] *= guw[k]
+        O[a] = o
+        X[a, 0] = x0
+        X[a, 1] = x1
+        X[a, 2] = x2
+        B[a] = bb
+    return O, X, B

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
+
+from ..lbfgs import lbfgs
 
 from ..reflections import equal_count_bins
 
@@ -186,13 +187,14 @@ def fit_ls(fo, fc, fmask, s2, q6, basis, scale: ScaleModel | None = None,
         theta0 = best[1]
     else:
         theta0 = np.concatenate([[0.0, 0.0], lin_aniso(0.0, 0.0)])
-    bounds = [(0.0, 1.0), (0.0, 200.0)] + [(None, None)] * m
-    if not have_mask:
-        bounds[0] = (0.0, 0.0)
-        bounds[1] = (0.0, 0.0)
-    res = scipy.optimize.minimize(target, theta0, jac=grad, method="L-BFGS-B", bounds=bounds,
-                                  options={"maxiter": 300, "ftol": 1e-12, "gtol": 1e-10})
-    theta = res.x
+    lower = np.array([0.0, 0.0] + [-np.inf] * m)
+    upper = np.array([1.0, 200.0] + [np.inf] * m) if have_mask else np.array([0.0, 0.0] + [np.inf] * m)
+    # variables scaled to similar curvature: k_sol ~ 0.1, B_sol ~ 10 Å², aniso B ~ 1 Å²
+    unit = np.array([0.1, 10.0] + [1.0] * m)
+    f0 = max(target(theta0), 1e-30)
+    res = lbfgs(lambda y: (target(y * unit) / f0, grad(y * unit) * unit / f0), theta0 / unit, 300,
+                lower / unit, upper / unit, gtol=1e-9, ftol=1e-12, max_shift=np.full(len(unit), 0.5))
+    theta = res.x * unit
     ks, bs, p, E, C, aC, A, M, k, r = residual_parts(theta)
     scale.k_sol = float(ks) if have_mask else 0.0
     scale.b_sol = float(bs) if have_mask else 0.0

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 import scipy.special
+
+from ..lbfgs import lbfgs
 import scipy.stats
 
 
@@ -110,9 +111,11 @@ def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None):
         return v, np.concatenate([gD, gS * S])
 
     p0 = np.concatenate([np.clip(D0, 1e-3, 3.0), np.zeros(n_bins)])
-    bounds = [(1e-3, 3.0)] * n_bins + [(-20.0, 10.0)] * n_bins
-    res = scipy.optimize.minimize(f, p0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                  options={"maxiter": 200, "ftol": 1e-12, "gtol": 1e-8})
+    lower = np.array([1e-3] * n_bins + [-20.0] * n_bins)
+    upper = np.array([3.0] * n_bins + [10.0] * n_bins)
+    scale = max(float(len(fo)), 1.0)
+    res = lbfgs(lambda p: tuple(v / scale for v in f(p)), p0, 200, lower, upper, gtol=1e-10,
+                ftol=1e-13, max_shift=np.full(2 * n_bins, 0.2))
     D = res.x[:n_bins].copy()
     S = S0 * np.exp(res.x[n_bins:])
     empty = cnt == 0

@@ -139,6 +139,7 @@ class StructureFactorCalculator:
         self.lookup = ReciprocalLookup(self.hkl, self.shape, R, t)
         self.volume = cell.volume
         self._ff_cache = None
+        self._aniso_cache = None
 
     # --------------------------------------------------------------- atoms
     def _form_factors(self, elements):
@@ -182,17 +183,24 @@ class StructureFactorCalculator:
         if state.is_aniso.any():
             ia = state.is_aniso
             u = state.u_aniso[ia]
-            U = _sym6_to_mat(u)                                     # (na,3,3)
-            Bm = (b[ia] + blur)[:, :, None, None] * np.eye(3) + EIGHT_PI2 * U[:, None]
-            det = np.linalg.det(Bm)
-            det = np.maximum(det, 1e-9)
-            Binv = np.linalg.inv(Bm)
-            amp[ia] = occ[ia, None] * a[ia] * (4.0 * math.pi) ** 1.5 / np.sqrt(det)
-            P = FOUR_PI2 * Binv
-            Q = np.einsum("ai,ngab,bj->ngij", self.step, P, self.step)
-            quad[ia] = np.stack([Q[..., 0, 0], Q[..., 1, 1], Q[..., 2, 2],
-                                 Q[..., 0, 1], Q[..., 0, 2], Q[..., 1, 2]], axis=-1)
-            lam_max[ia] = np.linalg.eigvalsh(Bm)[..., -1]
+            c = self._aniso_cache
+            if (c is not None and c[0] == blur and c[1].shape == u.shape and np.array_equal(c[1], u)
+                    and np.array_equal(c[2], ia)):
+                _, _, _, Bm, Binv, sqdet, quad_a, lam_a = c      # ADPs unchanged: reuse
+            else:
+                U = _sym6_to_mat(u)                                 # (na,3,3)
+                Bm = (b[ia] + blur)[:, :, None, None] * np.eye(3) + EIGHT_PI2 * U[:, None]
+                sqdet = np.sqrt(np.maximum(np.linalg.det(Bm), 1e-9))
+                Binv = np.linalg.inv(Bm)
+                P = FOUR_PI2 * Binv
+                Q = np.einsum("ai,ngab,bj->ngij", self.step, P, self.step)
+                quad_a = np.stack([Q[..., 0, 0], Q[..., 1, 1], Q[..., 2, 2],
+                                   Q[..., 0, 1], Q[..., 0, 2], Q[..., 1, 2]], axis=-1)
+                lam_a = np.linalg.eigvalsh(Bm)[..., -1]
+                self._aniso_cache = (blur, u.copy(), ia.copy(), Bm, Binv, sqdet, quad_a, lam_a)
+            amp[ia] = occ[ia, None] * a[ia] * (4.0 * math.pi) ** 1.5 / sqdet
+            quad[ia] = quad_a
+            lam_max[ia] = lam_a
             self._aniso_B = (Bm, Binv)
         # radius where each Gaussian falls below cutoff / N_GAUSS
         ratio = np.abs(amp) * N_GAUSS / self.cutoff
@@ -247,25 +255,32 @@ class StructureFactorCalculator:
         """Gradient of Σ_x gmap(x)·ρ(x) with respect to the atom parameters."""
         a, b = self._form_factors(elements)
         amp, quad, radius, centers, _ = self.prepare(state, elements, blur, unit_occ=True)
-        S0, S1, S2 = K.gather(gmap, centers, amp, quad, radius, self.metric, self.recip_len,
-                              self.step, state.is_aniso, "xyz" in want, "adp" in want)
         n = state.n_atoms
         grad = AtomGradient(n)
         occ = state.occ
-        grad.occ[:] = S0.sum(axis=1)
         iso = ~state.is_aniso
         if iso.any():
-            bt = np.maximum(b[iso] + (state.b_iso[iso] + blur)[:, None], 1e-3)   # (ni,G)
+            ii = np.flatnonzero(iso)
+            bt = np.maximum(b[ii] + (state.b_iso[ii] + blur)[:, None], 1e-3)   # (ni,G)
             p = FOUR_PI2 / bt
-            grad.xyz[iso] = occ[iso, None] * np.einsum("ng,ngk->nk", 2.0 * p, S1[iso])
-            grad.b_iso[iso] = occ[iso] * (-1.5 / bt * S0[iso] + p / bt * S2[iso, :, 0]).sum(axis=1)
+            O, X, B = K.gather_iso(gmap, centers[ii], amp[ii], quad[ii], radius[ii], self.metric,
+                                   self.recip_len, self.step, 2.0 * p, -1.5 / bt, p / bt)
+            grad.occ[ii] = O
+            grad.xyz[ii] = occ[ii, None] * X
+            grad.b_iso[ii] = occ[ii] * B
         if state.is_aniso.any():
-            ia = state.is_aniso
+            ia = np.flatnonzero(state.is_aniso)
+            S0, S1, S2 = K.gather(gmap, centers[ia], amp[ia], quad[ia], radius[ia], self.metric,
+                                  self.recip_len, self.step, np.ones(len(ia), bool), "xyz" in want,
+                                  "adp" in want)
             Bm, Binv = self._aniso_B
             P = FOUR_PI2 * Binv                                       # (na,G,3,3)
-            grad.xyz[ia] = occ[ia, None] * 2.0 * np.einsum("ngij,ngj->ni", P, S1[ia])
-            M2 = _sym6_to_mat(S2[ia])                                  # (na,G,3,3)
-            D = -0.5 * Binv * S0[ia][:, :, None, None] + FOUR_PI2 * Binv @ M2 @ Binv
+            grad.occ[ia] = S0.sum(axis=1)
+            grad.xyz[ia] = occ[ia, None] * 2.0 * np.einsum("ngij,ngj->ni", P, S1)
+            if "adp" not in want:
+                return grad
+            M2 = _sym6_to_mat(S2)                                      # (na,G,3,3)
+            D = -0.5 * Binv * S0[:, :, None, None] + FOUR_PI2 * Binv @ M2 @ Binv
             D = D.sum(axis=1) * occ[ia, None, None]                    # (na,3,3)
             grad.u_aniso[ia] = EIGHT_PI2 * np.stack(
                 [D[:, 0, 0], D[:, 1, 1], D[:, 2, 2],
