@@ -152,7 +152,13 @@ def test_terms_interface_and_energy_sum():
     E = Energy(terms)
     total, grad, parts = E.compute(state)
     assert total == pytest.approx(sum(parts.values()))
-    assert all(parts[k] > 0 for k in KINDS)     # 4hg7 has anisotropic atoms
+    # 4hg7 is all anisotropic: its ADPs are restrained by the U terms, and B similarity acts
+    # only on pairs with an isotropic atom (none here)
+    assert all(parts[k] > 0 for k in KINDS if k != "b_similarity")
+    assert parts["b_similarity"] == 0.0
+    iso_state = state.copy()
+    iso_state.is_aniso[:10] = False
+    assert E.compute(iso_state)[2]["b_similarity"] > 0
     # chi-square-like: the bond value is Σ z² = n · rmsz²
     s = R.statistics(state)
     assert parts["bond"] == pytest.approx(s["bond"]["n"] * s["bond"]["rmsz"] ** 2, rel=1e-10)

@@ -108,7 +108,7 @@ def add_hydrogens(model: Model, monlib_dir=None, ligands=()) -> Model:
 
 
 def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
-           hydrogens: str = "keep", labin=None, free_value=None, d_min=None, d_max=None,
+           hydrogens: str = "add", labin=None, free_value=None, d_min=None, d_max=None,
            log=None, progress=None, stop=None, **options):
     """Restrained refinement of coordinates, ADPs and occupancies against X-ray data.
 

@@ -16,11 +16,12 @@ def add_parser(sub):
                                    "occupancy minimization against an ML or LS amplitude target, with the "
                                    "X-ray weight set from a bond-RMSD target.")
     add_input_arguments(p)
-    p.set_defaults(hydrogens="keep")
+    p.set_defaults(hydrogens="add")
     for a in p._actions:
         if a.dest == "hydrogens":
             a.choices = ["keep", "remove", "add"]
-            a.help = "keep the model's hydrogens (riding), remove them, or add riding hydrogens"
+            a.help = ("add: place riding hydrogens from the library, as REFMAC and servalcat do (default); "
+                      "keep: only the model's own hydrogens; remove: none")
     add_scaling_arguments(p)
     p.add_argument("-o", "--output", default="refined", metavar="PREFIX",
                    help="output prefix: PREFIX.pdb .cif .mtz .json .log .png (default 'refined')")

@@ -49,6 +49,7 @@ class RefineOptions:
     min_cycles: int = 2
     precondition: bool = True          # diagonal preconditioning from curvature estimates
     strategy: str = "combined"         # 'combined': xyz and ADPs in one minimization; 'alternate'
+    term_scales: dict = field(default_factory=dict)   # {term name: scale}; 0 switches a term off
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +141,10 @@ class Refinement:
         target = "ls" if o.target == "ls" else "ml"
         self.xray = XrayTarget(self.fmodel, target)
         terms = restraints.terms()
+        for t in terms:                    # MAIN: energy <term> on/off scale
+            if t.name in o.term_scales:
+                t.scale = float(o.term_scales[t.name])
+                t.enabled = t.scale != 0.0
         self.geometry_terms = [t for t in terms if t.kind == "geometry"]
         self.adp_terms = [t for t in terms if t.kind == "adp"]
         self.e_xyz = Energy([self.xray] + self.geometry_terms, weights={"xray": 1.0})

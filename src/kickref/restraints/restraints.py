@@ -122,7 +122,9 @@ class Restraints:
             r = self.b_pairs
             gb = np.zeros(n)
             act = np.zeros(len(r))
-            active = np.ones(len(r), bool)
+            # pairs of two anisotropic atoms are restrained by the U terms instead
+            ani = np.asarray(state.is_aniso, bool)
+            active = ~(ani[r.idx[:, 0]] & ani[r.idx[:, 1]]) if len(r) else np.zeros(0, bool)
             v = kernels.b_similarity(b, r.idx, r.sigma, active, act, grad, gb)
             return v, ({"b_iso": gb} if grad else None), act
         u = np.ascontiguousarray(state.u_aniso, dtype=np.float64)
@@ -165,7 +167,10 @@ class Restraints:
             dev = nb.d0 - act
             return dev, nb.sigma, dev > 0
         if kind == "b_similarity":
-            return act, self.b_pairs.sigma, np.ones(len(act), bool)
+            ani = np.asarray(state.is_aniso, bool)
+            idx = self.b_pairs.idx
+            active = ~(ani[idx[:, 0]] & ani[idx[:, 1]]) if len(idx) else np.zeros(0, bool)
+            return act, self.b_pairs.sigma, active
         ani = np.asarray(state.is_aniso, bool)
         r = self.adp_pairs
         active = ani[r.idx[:, 0]] & ani[r.idx[:, 1]] if len(r) else np.zeros(0, bool)

@@ -14,21 +14,9 @@ Gradients with respect to atomic parameters come from the gradient-map method:
 from __future__ import annotations
 
 import numpy as np
-import scipy.special
 
 from ..refine.energy import AtomGradient, AtomState, EnergyTerm
-
-
-def ml_value_and_derivative(fo, sig, fm, centric, eps, D, S):
-    """−ln P and ∂(−ln P)/∂|Fm| per reflection (see :mod:`kickref.xtal.sigmaa`)."""
-    from ..xtal.sigmaa import log_likelihood
-    V = eps * S + sig * sig
-    X = fo * D * fm / V
-    nll = -log_likelihood(fo, sig, fm, centric, eps, D, S)
-    ma = scipy.special.i1e(2.0 * X) / np.maximum(scipy.special.i0e(2.0 * X), 1e-300)
-    da = 2.0 * D * D * fm / V - 2.0 * fo * D / V * ma
-    dc = D * D * fm / V - fo * D / V * np.tanh(X)
-    return nll, np.where(centric, dc, da)
+from ..xtal.sigmaa import ml_value_and_derivative  # noqa: F401 (part of this module's API)
 
 
 class XrayTarget(EnergyTerm):

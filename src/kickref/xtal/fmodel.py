@@ -17,7 +17,7 @@ from ..refine.energy import AtomState
 from ..reflections import Reflections
 from . import sigmaa as _sigmaa
 from .bulk_solvent import SolventMask
-from .scaling import ScaleModel, aniso_basis, cartesian_s, fit_ls, fit_shells, quad_forms
+from .scaling import ScaleModel, aniso_basis, cartesian_s, fit_ls, fit_ml, fit_shells, quad_forms
 from .statistics import r_factor_table, r_factors
 from .structure_factors import StructureFactorCalculator
 
@@ -94,6 +94,15 @@ class FModel:
         if self.scale_shells:
             fit_shells(fo[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w], self.scale,
                        self.scale_shells)
+        return self.scale
+
+    def fit_scale_ml(self, sigmaa) -> ScaleModel:
+        """Refit k, aniso B, k_sol, B_sol by maximum likelihood on the work set, D and S fixed."""
+        w = self.work
+        d = self.data
+        self.scale = fit_ml(d.f_obs[w], d.sigma[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w],
+                            self.basis, d.centric[w], d.epsilon[w], sigmaa.D[w], sigmaa.S[w], self.scale,
+                            fit_solvent=self.bulk_solvent)
         return self.scale
 
     def sigmaa(self, use: str = "auto", start=None) -> _sigmaa.SigmaA:

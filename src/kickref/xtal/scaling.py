@@ -207,6 +207,64 @@ def fit_ls(fo, fc, fmask, s2, q6, basis, scale: ScaleModel | None = None,
     return scale
 
 
+def fit_ml(fo, sig, fc, fmask, s2, q6, basis, centric, eps, D, S, scale: ScaleModel,
+           fit_solvent: bool = True, n_iter: int = 100) -> ScaleModel:
+    """Maximum-likelihood refit of k, aniso B, k_sol, B_sol (arrays: work set) from ``scale``.
+
+    −Σ ln P(Fo; D·|Fm|) with D and S (per reflection) held fixed; shell factors of ``scale``
+    are kept as they are.
+    """
+    from .sigmaa import ml_value_and_derivative
+    scale = scale.copy()
+    have_mask = fmask is not None and fit_solvent and np.any(fmask != 0)
+    m = len(basis)
+    qb = q6 @ basis.T
+    shell = scale.shell_factor(s2)
+
+    def parts(theta):
+        lk, ks, bs, p = theta[0], theta[1], theta[2], theta[3:]
+        E = np.exp(-bs * s2 / 4.0)
+        C = fc + ks * E * fmask if have_mask else fc
+        aC = np.abs(C)
+        A = np.exp(lk - 0.25 * (qb @ p)) * shell
+        M = A * aC
+        v, dv = ml_value_and_derivative(fo, sig, M, centric, eps, D, S)
+        return E, C, aC, A, M, float(np.sum(v)), dv
+
+    def fun(theta):
+        E, C, aC, A, M, v, w = parts(theta)
+        g = np.zeros_like(theta)
+        g[0] = np.sum(w * M)
+        if have_mask:
+            safe = np.maximum(aC, 1e-12)
+            g[1] = np.sum(w * A * np.real(np.conj(C) * E * fmask) / safe)
+            g[2] = np.sum(w * A * np.real(np.conj(C) * theta[1] * E * (-s2 / 4.0) * fmask) / safe)
+        g[3:] = (w * M) @ (-0.25 * qb)
+        return v, g
+
+    p0 = np.linalg.lstsq(basis.T, scale.b_aniso, rcond=None)[0]
+    theta0 = np.concatenate([[np.log(max(scale.k_overall, 1e-12)), scale.k_sol if have_mask else 0.0,
+                              scale.b_sol if have_mask else 0.0], p0])
+    lower = np.array([-np.inf, 0.0, 0.0] + [-np.inf] * m)
+    upper = np.array([np.inf, 1.0 if have_mask else 0.0, 200.0 if have_mask else 0.0] + [np.inf] * m)
+    unit = np.array([0.01, 0.1, 10.0] + [1.0] * m)
+    f0 = max(abs(fun(theta0)[0]), 1.0)
+
+    def scaled(y):
+        v, g = fun(y * unit)
+        return v / f0, g * unit / f0
+
+    res = lbfgs(scaled, theta0 / unit, n_iter, lower / unit, upper / unit, gtol=1e-9, ftol=1e-12,
+                max_shift=np.full(len(unit), 0.5))
+    theta = res.x * unit
+    scale.k_overall = float(np.exp(theta[0]))
+    scale.k_sol = float(theta[1]) if have_mask else 0.0
+    scale.b_sol = float(theta[2]) if have_mask else 0.0
+    scale.b_aniso = theta[3:] @ basis
+    scale.method = "ml"
+    return scale
+
+
 def fit_shells(fo, fc, fmask, s2, q6, scale: ScaleModel, n_shells: int) -> ScaleModel:
     """Add one LS scale factor per resolution shell (MAIN ``refl shel N``), about equal counts."""
     bins = equal_count_bins(s2, n_shells)

@@ -37,6 +37,17 @@ def log_likelihood(fo, sig, fm, centric, eps, D, S):
     return np.where(centric, lc, la)
 
 
+def ml_value_and_derivative(fo, sig, fm, centric, eps, D, S):
+    """−ln P and ∂(−ln P)/∂|Fm| per reflection (see :mod:`kickref.xtal.sigmaa`)."""
+    V = eps * S + sig * sig
+    X = fo * D * fm / V
+    nll = -log_likelihood(fo, sig, fm, centric, eps, D, S)
+    ma = scipy.special.i1e(2.0 * X) / np.maximum(scipy.special.i0e(2.0 * X), 1e-300)
+    da = 2.0 * D * D * fm / V - 2.0 * fo * D / V * ma
+    dc = D * D * fm / V - fo * D / V * np.tanh(X)
+    return nll, np.where(centric, dc, da)
+
+
 def figure_of_merit(fo, sig, fm, centric, eps, D, S):
     """m = I1(X)/I0(X) with X = 2·Fo·D·Fm/V (acentric); tanh(Fo·D·Fm/V) (centric)."""
     V = eps * S + sig * sig
