@@ -262,6 +262,8 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
                 ref._stage(ref.e_all, both, steps, "xyz+adp", adjust=True)
             elif not o.fix_xyz and ref.p_xyz.n:
                 ref._stage(ref.e_xyz, ref.p_xyz, steps, "xyz", adjust=True)
+            if (combined or (not o.fix_xyz and ref.p_xyz.n)) and not ref.stop:
+                ref.adjust_weight(ref.geometry_rmsd()[0])
             if not o.fix_b and ref.p_adp.n and not ref.stop and not combined:
                 ref.e_adp.weights["adp"] = o.adp_weight
                 ref._stage(ref.e_adp, ref.p_adp, o.adp_steps, "adp")

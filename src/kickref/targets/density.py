@@ -360,6 +360,32 @@ def atomic_numbers(elements) -> np.ndarray:
     return np.asarray(z, dtype=np.float64)[inv]
 
 
+def selection_mask(model, selection: str) -> np.ndarray:
+    """Boolean mask of the atoms of ``model`` matched by a gemmi selection string
+    (e.g. '//A/2-30', '//A/*/CA,N', '[C]'); InputError if it is malformed or matches nothing."""
+    from ..errors import InputError
+    try:
+        sel = gemmi.Selection(selection)
+    except Exception as e:
+        raise InputError(None, f"bad selection {selection!r}: {e}") from None
+    st = model.structure.clone()
+    if len(st) > 1:
+        del st[1:]
+    k = 0
+    for ch in st[0]:
+        for res in ch:
+            for at in res:
+                at.serial = k
+                k += 1
+    mask = np.zeros(model.n_atoms, bool)
+    idx = [at.serial for m in sel.models(st) for ch in sel.chains(m) for res in sel.residues(ch)
+           for at in sel.atoms(res)]
+    mask[np.asarray(idx, dtype=np.int64)] = True
+    if not mask.any():
+        raise InputError(None, f"selection {selection!r} matches no atoms")
+    return mask
+
+
 def resolve_selection(selection, n_atoms: int, model=None) -> np.ndarray:
     """Boolean mask from None (all), a bool mask, atom indices or a gemmi selection string."""
     if selection is None:
@@ -367,8 +393,7 @@ def resolve_selection(selection, n_atoms: int, model=None) -> np.ndarray:
     if isinstance(selection, str):
         if model is None:
             raise ValueError("a selection string needs the model")
-        from ..refine.refinement import select_atoms
-        return select_atoms(model, selection)
+        return selection_mask(model, selection)
     sel = np.asarray(selection)
     if sel.dtype == bool:
         if sel.shape != (n_atoms,):
@@ -495,3 +520,24 @@ class DensityTarget(EnergyTerm):
         g.u_aniso[idx] = gs.u_aniso
         g.occ[idx] = gs.occ
         return value, g
+
+
+def write_density_map(dmap: DensityMap, path, structure=None, margin: float = 5.0) -> str:
+    """Write a :class:`DensityMap` as a CCP4 map (atomically): the whole cell on a grid that fits
+    the space group (Fourier-resampled when needed), boxed around ``structure`` when given."""
+    from ..io.files import atomic_path
+    g = gemmi.FloatGrid()
+    g.spacegroup = dmap.spacegroup
+    g.set_unit_cell(dmap.cell)
+    g.set_size_from_spacing(dmap.spacing, gemmi.GridSizeRounding.Up)
+    shape = (g.nu, g.nv, g.nw)
+    arr = dmap.grid if shape == dmap.shape else dmap.resampled(shape, dmap.d_min)
+    grid = gemmi.FloatGrid(np.ascontiguousarray(arr, dtype=np.float32), dmap.cell, dmap.spacegroup)
+    ccp4 = gemmi.Ccp4Map()
+    ccp4.grid = grid
+    ccp4.update_ccp4_header()
+    if structure is not None:
+        ccp4.set_extent(structure.calculate_fractional_box(margin=margin))
+    with atomic_path(path) as tmp:
+        ccp4.write_ccp4_map(tmp)
+    return str(path)

@@ -1,0 +1,311 @@
+"""Partial-model refinement by density combination (MAIN's ``dens_comb`` procedure).
+
+Given an external map (MIR, solvent-flattened, averaged, 2Fo−Fc, ...) and a partial model, the
+model's structure-factor errors are reduced by filling the model density with the external map:
+
+1. combination (every ``recombine_every`` steps), on the full-cell grid, maps band-limited to d_min:
+   - ρ_ext: the external map on σ scale (zero mean, unit RMS over the cell);
+   - ρ_calc: the density of the refined atoms ("model_part") synthesized from their Fc to d_min,
+     scaled by k_c (least squares of ρ_calc onto ρ_ext inside the combination region) and by
+     ``weight_fc`` (MAIN WEIGHT_FC, 1.1: the model map a little stronger than the best fit);
+   - ρ_comb = weight_fc·k_c·ρ_calc within ``rad_comb`` (RAD_COMB, 2.8 Å) of the refined atoms
+     (the model density replaces the map there), ρ_ext elsewhere inside the envelope within
+     ``rad_mask`` (RAD_MASK/RAD_SOLV, 4.5 Å) of the envelope atoms ("model_mask", default the
+     refined atoms), and the mean of ρ_ext over the rest (solvent flattening). Symmetry mates
+     count for both regions.
+2. structure factors F_comb of ρ_comb; scaled to the observed amplitudes in resolution shells
+   (k per shell, MAIN ``refl shel 15``); with Fobs the "observed" amplitudes are |Fo| on the
+   work set, without Fobs they are the external map's own amplitudes |F_ext| (so the procedure
+   then acts as density modification of the external map's phases).
+3. difference coefficients ΔF = (|Fo| − k|F_comb|)·e^{iφ_comb}/k (Fobs − Fcalc with Fcalc from the
+   combined map, put on the σ scale of ρ_comb) and the map MAP_FO = |Fo|·e^{iφ_comb}/k (missing
+   reflections: F_comb).
+4. the refined atoms minimize T = −Σ_x Δρ(x)·ρ_model(x)·ΔV (a
+   :class:`~kickref.targets.difference_map.MapConvolutionTerm`, ``kind = 'density'``, scaled by
+   ``dens_scale``) plus the geometry restraints, weight from the bond RMSD as in refinement.
+
+Reading of MAIN's text: "combining partial model density map with MIR density map into a map used
+for structure factor calculation. From these Fcalc-s a difference (Fobs−Fcalc) map is calculated
+and later on used for model positional derivatives" — the Fcalc of step 3 are those of the combined
+map; MAP_FO (step 3), the map to look at afterwards, and the combined map are written at the end.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import gemmi
+import numba as nb
+import numpy as np
+
+from ..targets.density import (DensityMap, coefficients_to_grid, grid_to_coefficients, resolve_selection,
+                               sub_state, write_density_map)
+from ..targets.difference_map import MapConvolutionTerm
+from ..xtal.structure_factors import StructureFactorCalculator, ops_arrays
+from .energy import AtomState, Energy
+
+
+# ------------------------------------------------------------------------------- masks
+@nb.njit(cache=True)
+def _mark_spheres(mask, frac, radius, orth, ext):
+    """Set mask points within ``radius`` (Å) of the fractional centres ``frac`` (periodic)."""
+    n0, n1, n2 = mask.shape
+    r2 = radius * radius
+    for a in range(frac.shape[0]):
+        c0 = frac[a, 0] * n0
+        c1 = frac[a, 1] * n1
+        c2 = frac[a, 2] * n2
+        for i in range(int(math.ceil(c0 - ext[0])), int(math.floor(c0 + ext[0])) + 1):
+            f0 = i / n0 - frac[a, 0]
+            for j in range(int(math.ceil(c1 - ext[1])), int(math.floor(c1 + ext[1])) + 1):
+                f1 = j / n1 - frac[a, 1]
+                x0 = orth[0, 0] * f0 + orth[0, 1] * f1
+                x1 = orth[1, 0] * f0 + orth[1, 1] * f1
+                x2 = orth[2, 0] * f0 + orth[2, 1] * f1
+                for k in range(int(math.ceil(c2 - ext[2])), int(math.floor(c2 + ext[2])) + 1):
+                    f2 = k / n2 - frac[a, 2]
+                    d0 = x0 + orth[0, 2] * f2
+                    d1 = x1 + orth[1, 2] * f2
+                    d2 = x2 + orth[2, 2] * f2
+                    if d0 * d0 + d1 * d1 + d2 * d2 <= r2:
+                        mask[i % n0, j % n1, k % n2] = True
+
+
+def sphere_mask(shape, cell, spacegroup, xyz, radius: float) -> np.ndarray:
+    """Boolean full-cell grid: points within ``radius`` Å of any atom or symmetry mate."""
+    mask = np.zeros(tuple(shape), dtype=np.bool_)
+    if len(xyz) == 0 or radius <= 0:
+        return mask
+    frac_m = np.array(cell.frac.mat.tolist())
+    orth = np.array(cell.orth.mat.tolist())
+    R, t = ops_arrays(spacegroup)
+    f = np.asarray(xyz, dtype=np.float64) @ frac_m.T
+    mates = (np.einsum("oij,nj->oni", R, f) + t[:, None, :]).reshape(-1, 3)
+    mates -= np.floor(mates)
+    recip_len = np.sqrt((frac_m ** 2).sum(axis=1))
+    ext = radius * recip_len * np.asarray(shape, dtype=np.float64)
+    _mark_spheres(mask, np.ascontiguousarray(mates), float(radius), orth, ext)
+    return mask
+
+
+# ---------------------------------------------------------------------- combination
+def _hkl_key(h):
+    h = np.asarray(h, dtype=np.int64) + 1024
+    return (h[:, 0] << 22) | (h[:, 1] << 11) | h[:, 2]
+
+
+def shell_bins(s2: np.ndarray, used: np.ndarray, n_shells: int) -> np.ndarray:
+    """Resolution shell of each reflection, shells of about equal numbers of used reflections."""
+    n_shells = max(1, min(int(n_shells), int(used.sum()) // 20 or 1))
+    edges = np.quantile(s2[used], np.linspace(0, 1, n_shells + 1)) if used.any() else np.array([0, s2.max()])
+    return np.clip(np.searchsorted(edges, s2, side="right") - 1, 0, n_shells - 1)
+
+
+class DensityCombination:
+    """Combines an external map with the density of a partial model (see the module docstring).
+
+    ``DensityCombination(model, external_map, data=None, part=None, envelope=None, ...)``;
+    ``part``/``envelope``: selections (None: all atoms; masks, indices or gemmi selection
+    strings) of the refined atoms (MAIN ``model_part``) and of the atoms defining the envelope
+    (``model_mask``; the refined atoms are always included). :meth:`update` re-combines and
+    refreshes :attr:`term`, the energy term the refined atoms minimize.
+    """
+
+    def __init__(self, model, external_map: DensityMap, data=None, part=None, envelope=None,
+                 rad_mask: float = 4.5, rad_comb: float = 2.8, weight_fc: float = 1.1,
+                 dens_scale: float = 1.0, d_min: float | None = None, n_shells: int = 15):
+        self.model = model
+        n = model.n_atoms
+        self.part = resolve_selection(part, n, model)
+        self.envelope = self.part | (resolve_selection(envelope, n, model) if envelope is not None
+                                     else self.part)
+        self.rad_mask, self.rad_comb = float(rad_mask), float(rad_comb)
+        self.weight_fc = float(weight_fc)
+        cell, sg = model.cell, model.spacegroup
+        self.cell, self.spacegroup = cell, sg
+        if data is not None:
+            d_min = max(d_min or 0.0, data.d_min)
+        d_min = float(d_min or external_map.resolution)
+        self.d_min = d_min
+        hkl = np.asarray(gemmi.make_miller_array(cell, sg, d_min * (1 - 1e-6)), dtype=np.int32)
+        self.hkl = hkl
+        self.calc = StructureFactorCalculator(cell, sg, hkl, d_min)
+        self.shape = self.calc.shape
+        ext = external_map.normalized()
+        self.ext = ext.resampled(self.shape, d_min)
+        self.s2 = np.asarray(cell.calculate_1_d2_array(hkl), dtype=np.float64)
+        self.f_ext = grid_to_coefficients(self.ext, cell, hkl)
+        if data is not None:
+            pos = {k: i for i, k in enumerate(_hkl_key(hkl).tolist())}
+            idx = np.array([pos.get(k, -1) for k in _hkl_key(data.hkl).tolist()], dtype=np.int64)
+            ok = idx >= 0
+            self.f_obs = np.full(len(hkl), np.nan)
+            self.f_obs[idx[ok]] = data.f_obs[ok]
+            self.used = np.zeros(len(hkl), bool)
+            self.used[idx[ok]] = data.work[ok]
+            self.observed = np.isfinite(self.f_obs)
+            self.amplitudes_from = "Fobs (work set)"
+        else:
+            self.f_obs = np.abs(self.f_ext)
+            self.used = self.f_obs > 0
+            self.observed = self.used.copy()
+            self.amplitudes_from = "external map"
+        self.bins = shell_bins(self.s2, self.used, n_shells)
+        self.term = MapConvolutionTerm(self.calc, model.element, self.part, None, dens_scale,
+                                       name="density_combination")
+        self.term.kind = "density"
+        self.combined = None
+        self.f_comb = None
+        self.k_shell = None
+        self.stats = {}
+
+    # ----------------------------------------------------------------------------
+    def masks(self, state: AtomState):
+        """(envelope mask, combination mask) on the grid for the current coordinates."""
+        env = sphere_mask(self.shape, self.cell, self.spacegroup, state.xyz[self.envelope], self.rad_mask)
+        comb = sphere_mask(self.shape, self.cell, self.spacegroup, state.xyz[self.part], self.rad_comb)
+        return env | comb, comb
+
+    def model_map(self, state: AtomState) -> np.ndarray:
+        """Density of the refined atoms to d_min (from their Fc), e/Å³, on the grid."""
+        sub = sub_state(state, np.flatnonzero(self.part))
+        fc = self.calc.calculate(sub, self.term._el_sel)
+        return coefficients_to_grid(self.cell, self.spacegroup, self.hkl, fc, self.shape)
+
+    def combine(self, state: AtomState) -> np.ndarray:
+        """The combined map ρ_comb (σ units of the external map) for the current model."""
+        env, comb = self.masks(state)
+        rho_c = self.model_map(state)
+        ext = self.ext
+        den = float(np.sum(rho_c[comb] ** 2))
+        k_c = float(np.sum(ext[comb] * rho_c[comb]) / den) if den > 0 else 0.0
+        flat = float(np.mean(ext[~env])) if (~env).any() else 0.0
+        out = np.where(env, ext, flat)
+        out[comb] = self.weight_fc * k_c * rho_c[comb]
+        cc = float(np.corrcoef(ext[comb], rho_c[comb])[0, 1]) if comb.sum() > 2 else float("nan")
+        self.stats.update({"k_model_map": k_c, "cc_model_map": cc, "solvent_level": flat,
+                           "envelope_fraction": float(env.mean()), "combination_fraction": float(comb.mean())})
+        self.combined = out
+        return out
+
+    def update(self, state: AtomState) -> dict:
+        """Re-combine, compute F_comb, the shell scales, ΔF and MAP_FO; refresh :attr:`term`."""
+        rho = self.combine(state)
+        f = grid_to_coefficients(rho, self.cell, self.hkl)
+        a = np.abs(f)
+        u = self.used
+        fo = np.where(self.observed, self.f_obs, 0.0)
+        nb_ = int(self.bins.max()) + 1
+        num = np.bincount(self.bins[u], weights=fo[u] * a[u], minlength=nb_)
+        den = np.bincount(self.bins[u], weights=a[u] ** 2, minlength=nb_)
+        k_bin = np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
+        k_bin = np.where(k_bin > 0, k_bin, 1.0)
+        k = k_bin[self.bins]
+        phase = np.where(a > 0, f / np.maximum(a, 1e-300), 0)
+        delta = np.where(u, (fo - k * a) * phase / k, 0)
+        self.f_comb = f
+        self.k_shell = k_bin
+        self.f_fo = np.where(self.observed, fo * phase / k, f)
+        self.term.set_coefficients(delta, state)
+        r = float(np.sum(np.abs(fo[u] - k[u] * a[u])) / max(np.sum(fo[u]), 1e-300))
+        self.stats.update({"r_combined": r, "amplitudes_from": self.amplitudes_from})
+        return dict(self.stats)
+
+    def combined_map(self) -> DensityMap:
+        return DensityMap(self.combined.copy(), self.cell, self.spacegroup, self.d_min, "combined map")
+
+    def fo_map(self) -> DensityMap:
+        """MAP_FO: observed amplitudes with the combined map's phases (σ scale of ρ_comb)."""
+        g = coefficients_to_grid(self.cell, self.spacegroup, self.hkl, self.f_fo, self.shape)
+        return DensityMap(g, self.cell, self.spacegroup, self.d_min, "MAP_FO")
+
+
+# ----------------------------------------------------------------------------- driver
+@dataclass
+class DensityCombinationResult:
+    model: object
+    state: AtomState
+    combined_map: DensityMap
+    fo_map: DensityMap
+    history: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    weight: float = 0.0
+    interrupted: bool = False
+
+
+def _bond_rmsd(restraints, state, is_h) -> float:
+    dev, _, _ = restraints.deviations("bond", state)
+    idx = restraints.bonds.idx
+    heavy = ~is_h[idx].any(axis=1)
+    return float(np.sqrt(np.mean(dev[heavy] ** 2))) if heavy.any() else 0.0
+
+
+def run_density_combination(model, external_map: DensityMap, restraints, data=None, part=None,
+                            envelope=None, rad_mask: float = 4.5, rad_comb: float = 2.8,
+                            weight_fc: float = 1.1, dens_scale: float = 1.0, steps: int = 120,
+                            recombine_every: int = 15, weight: float | None = None,
+                            bond_rmsd: float = 0.02, weight_every: int = 100, output_map=None,
+                            output_fo_map=None, log=None, stop=None) -> DensityCombinationResult:
+    """Refine the ``part`` atoms of ``model`` (in place) by density combination.
+
+    ``steps`` L-BFGS steps on the coordinates in chunks of ``recombine_every`` (MAIN MIN_STEP 120,
+    RE_PHASE 15), re-combining after each; the density weight starts from the gradient ratio
+    (as the X-ray weight) and is adjusted toward ``bond_rmsd`` every ``weight_every`` steps
+    unless ``weight`` is given. At the end the combined map (``output_map``) and MAP_FO
+    (``output_fo_map``) are written as CCP4 maps when paths are given.
+    """
+    from .minimize import StopFlag, minimize_energy
+    from .parameters import Parameters
+    log = log or (lambda s: None)
+    stop = stop if stop is not None else StopFlag()
+    t0 = time.perf_counter()
+    state = AtomState.from_model(model)
+    dc = DensityCombination(model, external_map, data, part, envelope, rad_mask, rad_comb, weight_fc,
+                            dens_scale)
+    geometry = [t for t in restraints.terms() if t.kind == "geometry"]
+    energy = Energy([dc.term] + geometry, weights={"density": 1.0})
+    hp = getattr(restraints, "hydrogen_parents", None)
+    place = restraints.place_hydrogens if hp is not None and (np.asarray(hp) >= 0).any() else None
+    params = Parameters("xyz", state, dc.part, hp, place)
+    is_h = model.is_hydrogen
+    st = dc.update(state)
+    if weight is None:
+        _, g = dc.term.compute(state)
+        gx = g.xyz[params.atoms] if len(params.atoms) else g.xyz
+        g_rms = float(np.sqrt(np.mean(gx ** 2))) or 1.0
+        w = 0.5 * 2.0 * bond_rmsd / (0.02 ** 2 * g_rms * dc.term.scale)
+    else:
+        w = float(weight)
+    history = [{"step": 0, "weight": w, "rmsd_bond": _bond_rmsd(restraints, state, is_h), **st}]
+    log(f"density combination: {int(dc.part.sum())} refined atoms, envelope {int(dc.envelope.sum())} "
+        f"atoms, d_min {dc.d_min:.2f} Å, amplitudes from {dc.amplitudes_from}")
+    log(f"  step {0:5d}  R(comb) {st['r_combined']:.4f}  CC(model map) {st['cc_model_map']:.3f}  "
+        f"weight {w:.3g}")
+    done = since = 0
+    with stop:
+        while done < steps and not stop and params.n:
+            n = min(recombine_every, steps - done)
+            energy.weights["density"] = w
+            minimize_energy(energy, params, state, n, stop)
+            done += n
+            since += n
+            rb = _bond_rmsd(restraints, state, is_h)
+            if weight is None and since >= weight_every and rb > 0:
+                w *= float(np.clip(bond_rmsd / rb, 0.33, 3.0))
+                since = 0
+            st = dc.update(state)
+            history.append({"step": done, "weight": w, "rmsd_bond": rb, **st})
+            log(f"  step {done:5d}  R(comb) {st['r_combined']:.4f}  CC(model map) {st['cc_model_map']:.3f}"
+                f"  rmsBOND {rb:.4f}  weight {w:.3g}")
+    model.xyz[:] = state.xyz
+    cmap, fomap = dc.combined_map(), dc.fo_map()
+    files = []
+    if output_map:
+        files.append(write_density_map(cmap, output_map))
+    if output_fo_map:
+        files.append(write_density_map(fomap, output_fo_map))
+    for f in files:
+        log(f"wrote {f}")
+    history[-1]["time"] = time.perf_counter() - t0
+    return DensityCombinationResult(model, state, cmap, fomap, history, files, w, bool(stop))
