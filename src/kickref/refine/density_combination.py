@@ -28,6 +28,9 @@ Reading of MAIN's text: "combining partial model density map with MIR density ma
 for structure factor calculation. From these Fcalc-s a difference (Fobs−Fcalc) map is calculated
 and later on used for model positional derivatives" — the Fcalc of step 3 are those of the combined
 map; MAP_FO (step 3), the map to look at afterwards, and the combined map are written at the end.
+
+:func:`refine_against_map` is the plain real-space refinement driver (density target + geometry,
+no Fobs), sharing the weighting of :func:`run_density_combination`.
 """
 from __future__ import annotations
 
@@ -241,6 +244,67 @@ def _bond_rmsd(restraints, state, is_h) -> float:
     return float(np.sqrt(np.mean(dev[heavy] ** 2))) if heavy.any() else 0.0
 
 
+def _initial_weight(term, state, atoms, bond_rmsd: float) -> float:
+    """Data weight from gradient sizes, as for the X-ray term: w·|∇T| ≈ δ/σ² (σ = 0.02 Å)."""
+    _, g = term.compute(state)
+    gx = g.xyz[atoms] if len(atoms) else g.xyz
+    g_rms = float(np.sqrt(np.mean(gx ** 2))) or 1.0
+    return 0.5 * 2.0 * bond_rmsd / (0.02 ** 2 * g_rms * term.scale)
+
+
+def _xyz_parameters(state, restraints, movable):
+    from .parameters import Parameters
+    hp = getattr(restraints, "hydrogen_parents", None)
+    place = restraints.place_hydrogens if hp is not None and (np.asarray(hp) >= 0).any() else None
+    return Parameters("xyz", state, movable, hp, place)
+
+
+def refine_against_map(model, density_map: DensityMap, restraints, mode: str = "interpolation",
+                       selection=None, steps: int = 100, chunk: int = 25, weight: float | None = None,
+                       bond_rmsd: float = 0.02, weight_every: int = 50, d_min: float | None = None,
+                       log=None, stop=None) -> dict:
+    """Real-space refinement of the coordinates of ``model`` (in place) toward a map, no Fobs.
+
+    Energy: w·DensityTarget(mode) + geometry restraints; only the ``selection`` atoms move and
+    feel the map (MAIN's MINIMIZE on the active set; None: REFINE, all atoms). ``steps`` L-BFGS
+    steps in chunks of ``chunk``; after each the blur is refreshed (convolution mode) and, every
+    ``weight_every`` steps, w is adjusted toward the bond-RMSD target unless ``weight`` is given.
+    Returns {'history': [...], 'weight': w, 'interrupted': bool}.
+    """
+    from ..targets.density import DensityTarget
+    from .minimize import StopFlag, minimize_energy
+    log = log or (lambda s: None)
+    stop = stop if stop is not None else StopFlag()
+    state = AtomState.from_model(model)
+    term = DensityTarget(density_map, model, mode, selection=selection, d_min=d_min)
+    geometry = [t for t in restraints.terms() if t.kind == "geometry"]
+    energy = Energy([term] + geometry, weights={"density": 1.0})
+    params = _xyz_parameters(state, restraints, term.selection)
+    is_h = model.is_hydrogen
+    w = _initial_weight(term, state, params.atoms, bond_rmsd) if weight is None else float(weight)
+    history = [{"step": 0, "target": term.value(state), "rmsd_bond": _bond_rmsd(restraints, state, is_h),
+                "weight": w}]
+    done = since = 0
+    with stop:
+        while done < steps and not stop and params.n:
+            n = min(chunk, steps - done)
+            energy.weights["density"] = w
+            res = minimize_energy(energy, params, state, n, stop)
+            done += n
+            since += n
+            term.update(state)
+            rb = _bond_rmsd(restraints, state, is_h)
+            history.append({"step": done, "target": term.value(state), "rmsd_bond": rb, "weight": w})
+            log(f"  step {done:5d}  density target {history[-1]['target']:.1f}  rmsBOND {rb:.4f}  weight {w:.3g}")
+            if weight is None and since >= weight_every and rb > 0:
+                w *= float(np.clip(bond_rmsd / rb, 0.33, 3.0))
+                since = 0
+            if res.n_iter < n and "CONVERG" in res.message.upper():
+                break
+    model.xyz[:] = state.xyz
+    return {"history": history, "weight": w, "interrupted": bool(stop)}
+
+
 def run_density_combination(model, external_map: DensityMap, restraints, data=None, part=None,
                             envelope=None, rad_mask: float = 4.5, rad_comb: float = 2.8,
                             weight_fc: float = 1.1, dens_scale: float = 1.0, steps: int = 120,
@@ -256,7 +320,6 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
     (``output_fo_map``) are written as CCP4 maps when paths are given.
     """
     from .minimize import StopFlag, minimize_energy
-    from .parameters import Parameters
     log = log or (lambda s: None)
     stop = stop if stop is not None else StopFlag()
     t0 = time.perf_counter()
@@ -265,18 +328,10 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
                             dens_scale)
     geometry = [t for t in restraints.terms() if t.kind == "geometry"]
     energy = Energy([dc.term] + geometry, weights={"density": 1.0})
-    hp = getattr(restraints, "hydrogen_parents", None)
-    place = restraints.place_hydrogens if hp is not None and (np.asarray(hp) >= 0).any() else None
-    params = Parameters("xyz", state, dc.part, hp, place)
+    params = _xyz_parameters(state, restraints, dc.part)
     is_h = model.is_hydrogen
     st = dc.update(state)
-    if weight is None:
-        _, g = dc.term.compute(state)
-        gx = g.xyz[params.atoms] if len(params.atoms) else g.xyz
-        g_rms = float(np.sqrt(np.mean(gx ** 2))) or 1.0
-        w = 0.5 * 2.0 * bond_rmsd / (0.02 ** 2 * g_rms * dc.term.scale)
-    else:
-        w = float(weight)
+    w = _initial_weight(dc.term, state, params.atoms, bond_rmsd) if weight is None else float(weight)
     history = [{"step": 0, "weight": w, "rmsd_bond": _bond_rmsd(restraints, state, is_h), **st}]
     log(f"density combination: {int(dc.part.sum())} refined atoms, envelope {int(dc.envelope.sum())} "
         f"atoms, d_min {dc.d_min:.2f} Å, amplitudes from {dc.amplitudes_from}")

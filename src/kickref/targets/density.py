@@ -245,6 +245,15 @@ def density_map_from_coefficients(cell, spacegroup, hkl, values, d_min: float | 
     return DensityMap(grid, cell, spacegroup, d_use, source, {"n_coefficients": int(len(hkl))})
 
 
+def parse_map_coefficients_argument(text: str) -> tuple:
+    """'FILE:F,PHI' (``--map-coeffs``) → (FILE, F, PHI); the last ':' separates the labels."""
+    path, sep, labels = str(text).rpartition(":")
+    parts = [x.strip() for x in labels.split(",")] if sep else []
+    if not path or len(parts) != 2 or not all(parts):
+        raise ValueError(f"--map-coeffs takes FILE:F,PHI (e.g. maps.mtz:FWT,PHWT), not {text!r}")
+    return path, parts[0], parts[1]
+
+
 def map_from_coefficients(path, f_label: str, phi_label: str, cell=None, spacegroup=None,
                           d_min: float | None = None, rate: float = 2.0) -> DensityMap:
     """Map from coefficients in an MTZ/SF-mmCIF file (``--map-coeffs FILE:F,PHI``).
