@@ -191,3 +191,12 @@ def test_kick_maps_fast_and_seeded():
     again, _ = kick_map_coefficients(m, d, n_models=3, max_amplitude=0.8, seed=1)
     again2, _ = kick_map_coefficients(m, d, n_models=3, max_amplitude=0.8, seed=1)
     assert np.array_equal(again.fwt, again2.fwt)
+
+
+def test_hydrogens_without_given_parent_use_the_nearest_heavy_atom():
+    xyz = np.array([[0, 0, 0], [1.0, 0, 0], [4, 4, 4], [4.9, 4, 4]])
+    is_h = np.array([False, True, False, True])
+    s = AtomState(xyz.copy(), np.full(4, 20.0), np.zeros((4, 6)), np.zeros(4, bool), np.ones(4))
+    k = kick_coordinates(s, 0.5, seed=2, hydrogens=is_h, hydrogen_parents=np.array([-1, 0, -1, -1]))
+    d = k.xyz - xyz
+    assert np.allclose(d[1], d[0]) and np.allclose(d[3], d[2]) and np.abs(d[0]).max() > 0

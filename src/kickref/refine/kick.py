@@ -152,8 +152,11 @@ def kick_coordinates(obj, amplitude: float, selection=None, rng=None, *, seed=No
         if place_hydrogens is not None:
             xyz[:] = place_hydrogens(xyz)
         else:
-            parents = (nearest_heavy_parents(old, is_h) if hydrogen_parents is None
-                       else np.asarray(hydrogen_parents, dtype=np.int64))
+            parents = (np.full(n, -1, dtype=np.int64) if hydrogen_parents is None
+                       else np.asarray(hydrogen_parents, dtype=np.int64).copy())
+            orphan = is_h & (parents < 0)
+            if orphan.any():                       # no parent given: the nearest heavy atom
+                parents[orphan] = nearest_heavy_parents(old, is_h)[orphan]
             h = np.flatnonzero(is_h & (parents >= 0))
             p = parents[h]
             follow = moving[p]
