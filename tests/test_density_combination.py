@@ -6,8 +6,8 @@ import pytest
 
 from conftest import MONOMERS, case_paths
 import kickref
-from kickref.refine.density_combination import DensityCombination, run_density_combination, sphere_mask
-from kickref.refine.energy import AtomState
+from kickref.refinement.density_combination import DensityCombination, run_density_combination, sphere_mask
+from kickref.refinement.energy import AtomState
 from kickref.restraints import build_restraints
 from kickref.targets.density import density_map_from_coefficients, load_density_map
 

@@ -9,10 +9,10 @@ import pytest
 from conftest import MONOMERS, case_paths
 import kickref
 from kickref.io.maps import map_coefficients_mtz, write_map_coefficients
-from kickref.refine.density_combination import refine_against_map
-from kickref.refine.energy import AtomState, Energy
-from kickref.refine.minimize import minimize_energy
-from kickref.refine.parameters import Parameters
+from kickref.refinement.density_combination import refine_against_map
+from kickref.refinement.energy import AtomState, Energy
+from kickref.refinement.minimize import minimize_energy
+from kickref.refinement.parameters import Parameters
 from kickref.restraints import build_restraints
 from kickref.targets.density import (DensityTarget, bspline_coefficients, calculator_for,
                                      coefficients_to_grid, density_map_from_coefficients,

@@ -7,10 +7,10 @@ import pytest
 
 from conftest import MONOMERS, case_paths
 import kickref
-from kickref.refine.energy import AtomState
-from kickref.refine.kick import (EIGHT_PI2, kick_amplitudes, kick_b, kick_coordinates, kick_map_coefficients,
+from kickref.refinement.energy import AtomState
+from kickref.refinement.kick import (EIGHT_PI2, kick_amplitudes, kick_b, kick_coordinates, kick_map_coefficients,
                                  kick_schedule, parse_range, run_kick_cooling)
-from kickref.refine.refinement import RefineOptions, Refinement
+from kickref.refinement.protocol import RefineOptions, Refinement
 from kickref.restraints import build_restraints
 
 

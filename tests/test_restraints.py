@@ -13,7 +13,7 @@ import pytest
 from kickref.errors import InputError
 from kickref.io.models import read_model
 from kickref.model import Model
-from kickref.refine.energy import AtomState, Energy
+from kickref.refinement.energy import AtomState, Energy
 from kickref.restraints import KINDS, build_restraints
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"

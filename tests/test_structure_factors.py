@@ -5,7 +5,7 @@ import pytest
 
 from conftest import CASES, case_paths
 from kickref.io.models import read_model
-from kickref.refine.energy import AtomState
+from kickref.refinement.energy import AtomState
 from kickref.xtal.structure_factors import StructureFactorCalculator
 
 

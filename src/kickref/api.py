@@ -40,7 +40,7 @@ def load_inputs(model, data, *, labin=None, free_value=None, d_min=None, d_max=N
 def make_fmodel(model: Model, data: Reflections, *, bulk_solvent: bool = True,
                 scale_shells="auto", reject_outliers: bool = True):
     """An up-to-date FModel (Fc, Fmask, scale, outliers) for the model as it is."""
-    from .refine.energy import AtomState
+    from .refinement.energy import AtomState
     from .xtal.fmodel import FModel
     fm = FModel(model, data, bulk_solvent=bulk_solvent, scale_shells=scale_shells,
                 reject_outliers=reject_outliers)
@@ -75,12 +75,12 @@ def compute_maps(model, data, *, include_free: bool = False, bulk_solvent: bool 
     """σA-weighted map coefficients (2mFo−DFc, mFo−DFc, Fmodel, FOM) for the model as it is.
 
     Returns (MapCoefficients, statistics dict). ``kick=True`` averages the coefficients over an
-    ensemble of kicked models (see :func:`kickref.refine.kick.kick_map_coefficients`).
+    ensemble of kicked models (see :func:`kickref.refinement.kick.kick_map_coefficients`).
     """
     from .xtal.maps import compute_map_coefficients
     model, data = load_inputs(model, data, **load_options)
     if kick:
-        from .refine.kick import kick_map_coefficients
+        from .refinement.kick import kick_map_coefficients
         return kick_map_coefficients(model, data, include_free=include_free, bulk_solvent=bulk_solvent,
                                      scale_shells=scale_shells, **(kick_options or {}))
     fm = make_fmodel(model, data, bulk_solvent=bulk_solvent, scale_shells=scale_shells)
@@ -115,17 +115,19 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     ``model``/``data``: paths or loaded objects. ``monlib``: monomer-library directory (default
     $CLIBD_MON, else kickref's built-in set); ``ligands``: extra CIF dictionaries.
     ``hydrogens``: keep | remove | add (riding hydrogens placed from the library).
-    Other keyword options are those of :class:`kickref.refine.refinement.RefineOptions`
+    Other keyword options are those of :class:`kickref.refinement.protocol.RefineOptions`
     (target, cycles, bond_rmsd, weight, weight_every, rephase_every, adp, refine_occupancy,
     fix_xyz, fix_b, selection, seed, ...). ``log``: callable receiving log lines.
-    ``stop``: a :class:`kickref.refine.minimize.StopFlag` to end the run early.
+    ``stop``: a :class:`kickref.refinement.minimize.StopFlag` to end the run early.
 
-    Returns a :class:`~kickref.refine.refinement.RefinementResult` (refined model, per-cycle
+    Returns a :class:`~kickref.refinement.protocol.RefinementResult` (refined model, per-cycle
     statistics, final statistics, geometry and map coefficients).
     """
-    from .refine.refinement import RefineOptions, Refinement
+    from .refinement.protocol import RefineOptions, Refinement
     from .restraints import build_restraints
     h_read = "remove" if hydrogens == "remove" else "keep"
+    if isinstance(model, Model):
+        model = model.copy()            # never modify the caller's model
     model, data = load_inputs(model, data, labin=labin, free_value=free_value, d_min=d_min,
                               d_max=d_max, hydrogens=h_read)
     if hydrogens == "add":

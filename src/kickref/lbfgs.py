@@ -41,7 +41,8 @@ def lbfgs(fun, x0, max_iter: int, lower=None, upper=None, m: int = 10, gtol: flo
 
     ``lower``/``upper``: arrays (−inf/+inf where unbounded) or None. ``stop``: callable or
     flag object; when true the run ends after the current iteration. ``max_shift``: array of
-    the largest change of each variable allowed in the first step (the step is scaled down).
+    the largest change of each variable in one step (half of it in the first step); the
+    whole step is scaled down to respect it.
     """
     lo = None if lower is None else np.asarray(lower, float)
     hi = None if upper is None else np.asarray(upper, float)
@@ -85,8 +86,9 @@ def lbfgs(fun, x0, max_iter: int, lower=None, upper=None, m: int = 10, gtol: flo
             d = -gf
             slope = float(gf @ d)
         t = 1.0
-        if not S and max_shift is not None:   # first (or restarted) step: limit the shifts
-            t = min(1.0, float(np.min(max_shift / np.maximum(np.abs(d), 1e-300))))
+        if max_shift is not None:             # limit the shifts (first step: half of that)
+            cap = max_shift if S else 0.5 * max_shift
+            t = min(1.0, float(np.min(cap / np.maximum(np.abs(d), 1e-300))))
         # line search (Armijo, with expansion when the first trial is accepted too easily)
         accepted = False
         f_new = g_new = x_new = None

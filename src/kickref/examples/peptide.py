@@ -522,7 +522,7 @@ def simulate_amplitudes(structure: gemmi.Structure, d_min: float, seed: int = 0)
     Returns dict: hkl (n,3) int32, f_true, fp, sigfp (n,), free (n,) int32 0..19, d_min.
     """
     from ..model import Model
-    from ..refine.energy import AtomState
+    from ..refinement.energy import AtomState
     from ..xtal.bulk_solvent import SolventMask
     from ..xtal.scaling import sym6_to_mat
     from ..xtal.structure_factors import StructureFactorCalculator

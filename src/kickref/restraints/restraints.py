@@ -180,7 +180,7 @@ class Restraints:
     def _state(self, state_or_xyz):
         if hasattr(state_or_xyz, "b_iso"):
             return state_or_xyz
-        from ..refine.energy import AtomState
+        from ..refinement.energy import AtomState
         st = AtomState.from_model(self.model)
         if state_or_xyz is not None:
             st.xyz = _as_xyz(state_or_xyz).copy()

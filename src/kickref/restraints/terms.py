@@ -1,4 +1,4 @@
-"""Energy terms of the restraints (one per restraint kind), for :class:`kickref.refine.energy.Energy`.
+"""Energy terms of the restraints (one per restraint kind), for :class:`kickref.refinement.energy.Energy`.
 
 Each value is Σ ((actual − ideal)/σ)² over the restraints of the kind (dimensionless);
 the gradient is with respect to the per-atom arrays in Model atom order. B terms act on
@@ -6,7 +6,7 @@ B_eq for anisotropic atoms (gradient in ``AtomGradient.b_iso``); ADP terms act o
 """
 from __future__ import annotations
 
-from ..refine.energy import AtomGradient, EnergyTerm
+from ..refinement.energy import AtomGradient, EnergyTerm
 
 
 class RestraintTerm(EnergyTerm):

@@ -36,7 +36,7 @@ import numba as nb
 import numpy as np
 import scipy.fft
 
-from ..refine.energy import AtomGradient, AtomState, EnergyTerm
+from ..refinement.energy import AtomGradient, AtomState, EnergyTerm
 from ..xtal.structure_factors import (N_THREADS, ReciprocalLookup, StructureFactorCalculator, fft_size,
                                       ops_arrays)
 
@@ -370,29 +370,9 @@ def atomic_numbers(elements) -> np.ndarray:
 
 
 def selection_mask(model, selection: str) -> np.ndarray:
-    """Boolean mask of the atoms of ``model`` matched by a gemmi selection string
-    (e.g. '//A/2-30', '//A/*/CA,N', '[C]'); InputError if it is malformed or matches nothing."""
-    from ..errors import InputError
-    try:
-        sel = gemmi.Selection(selection)
-    except Exception as e:
-        raise InputError(None, f"bad selection {selection!r}: {e}") from None
-    st = model.structure.clone()
-    if len(st) > 1:
-        del st[1:]
-    k = 0
-    for ch in st[0]:
-        for res in ch:
-            for at in res:
-                at.serial = k
-                k += 1
-    mask = np.zeros(model.n_atoms, bool)
-    idx = [at.serial for m in sel.models(st) for ch in sel.chains(m) for res in sel.residues(ch)
-           for at in sel.atoms(res)]
-    mask[np.asarray(idx, dtype=np.int64)] = True
-    if not mask.any():
-        raise InputError(None, f"selection {selection!r} matches no atoms")
-    return mask
+    """Boolean mask of the atoms matched by a gemmi selection string (see kickref.model.select_atoms)."""
+    from ..model import select_atoms
+    return select_atoms(model, selection)
 
 
 def resolve_selection(selection, n_atoms: int, model=None) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..refine.energy import AtomGradient, AtomState, EnergyTerm
+from ..refinement.energy import AtomGradient, AtomState, EnergyTerm
 from ..xtal.structure_factors import StructureFactorCalculator
 from .density import orbit_factors, resolve_selection, sub_state
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..refine.energy import AtomGradient, AtomState, EnergyTerm
+from ..refinement.energy import AtomGradient, AtomState, EnergyTerm
 from ..xtal.sigmaa import ml_value_and_derivative  # noqa: F401 (part of this module's API)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..refine.energy import AtomState
+from ..refinement.energy import AtomState
 from ..reflections import Reflections
 from . import sigmaa as _sigmaa
 from .bulk_solvent import SolventMask

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import scipy.fft
 
-from ..refine.energy import AtomGradient, AtomState
+from ..refinement.energy import AtomGradient, AtomState
 from . import density_kernels as K
 from .form_factors import N_GAUSS, gaussian_coefficients
 

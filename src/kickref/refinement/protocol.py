@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..model import select_atoms  # noqa: F401 (re-exported)
 from ..xtal.fmodel import FModel
 from .energy import AtomState, Energy
 from .minimize import StopFlag, minimize_energy
@@ -92,33 +93,6 @@ class RefinementResult:
     @property
     def r_free(self):
         return self.statistics.get("r_free")
-
-
-def select_atoms(model, selection: str | None) -> np.ndarray:
-    """Boolean mask of the atoms matching a gemmi selection (all when None)."""
-    if not selection:
-        return np.ones(model.n_atoms, bool)
-    import gemmi
-    from ..errors import InputError
-    try:
-        sel = gemmi.Selection(selection)
-    except Exception as e:
-        raise InputError(None, f"bad selection {selection!r}: {e}") from None
-    st = model.structure
-    mask = np.zeros(model.n_atoms, bool)
-    i = 0
-    # walk the same atom order as Model: first model, chains, residues, atoms
-    mdl = st[0]
-    for ch in mdl:
-        ok_ch = sel.matches(ch)
-        for res in ch:
-            ok_res = ok_ch and sel.matches(res)
-            for at in res:
-                mask[i] = ok_res and sel.matches(at)
-                i += 1
-    if not mask.any():
-        raise InputError(None, f"selection {selection!r} matches no atoms")
-    return mask
 
 
 class Refinement:

@@ -212,7 +212,7 @@ def kicked_copy(state: AtomState, amplitude: float, rng, b_amplitude: float = 0.
 def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int = 10,
                      law: str = "linear", steps: int | None = None, seed: int = 1, selection=None,
                      finish: bool = True):
-    """MAIN's fast cooling on a :class:`~kickref.refine.refinement.Refinement`.
+    """MAIN's fast cooling on a :class:`~kickref.refinement.protocol.Refinement`.
 
     ``cool`` cycles of: kick the movable atoms (coordinates by K Å, B by K_B Å², amplitudes from
     :func:`kick_schedule` over the cycles with ``law``) → minimize ``steps`` steps (default the
@@ -244,7 +244,7 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
         if ref.weight is None:
             ref.weight = ref.initial_weight()
         if not ref.cycles:
-            from .refinement import format_header
+            from .protocol import format_header
             ref.log(format_header())
             ref.record(0, t0, "start")
         first = ref.cycles[-1].cycle if ref.cycles else 0

@@ -174,12 +174,13 @@ class Parameters:
                     c[p] += float(np.sum(co[atoms]))
         c = np.asarray(c, dtype=float)
         pos = c[c > 0]
-        floor = 1e-3 * float(np.median(pos)) if len(pos) else 1.0
+        # atoms without restraints (waters) and weak density must not get huge steps
+        floor = 0.05 * float(np.median(pos)) if len(pos) else 1.0
         self.precond = np.maximum(c, floor) if len(c) else None
 
     def max_shift(self) -> np.ndarray:
-        """Largest change per parameter in a first minimizer step: 0.2 Å, 5 Å², 0.1 occupancy."""
-        v = {"xyz": 0.2, "adp": 5.0, "occ": 0.1}[self.kind]
+        """Largest change per parameter in one minimizer step: 0.5 Å, 10 Å², 0.2 occupancy."""
+        v = {"xyz": 0.5, "adp": 10.0, "occ": 0.2}[self.kind]
         return np.full(self.n, v)
 
     def bounds(self, state: AtomState):

@@ -2,12 +2,12 @@
 
 Like OpenMM's forces (and MAIN's ``energy <term> on/off scale``), every term sees the same
 per-atom state and returns the gradient with respect to the per-atom arrays; the minimizer
-only ever sees the weighted sum (the parameter packing lives in ``refine.parameters``).
+only ever sees the weighted sum (the parameter packing lives in ``refinement.parameters``).
 
 Per-atom state (``AtomState``): ``xyz`` (n,3) Å, ``b_iso`` (n,) Å², ``u_aniso`` (n,6) Å²
 (U11 U22 U33 U12 U13 U23, used where ``is_aniso``), ``occ`` (n,).
 Gradients (``AtomGradient``) have the same shapes; a term leaves untouched parts at zero.
-For anisotropic atoms the B terms act on B_eq = 8π²/3·trace(U); ``refine.parameters``
+For anisotropic atoms the B terms act on B_eq = 8π²/3·trace(U); ``refinement.parameters``
 carries dE/dB_eq over to U.
 """
 from __future__ import annotations
