@@ -5,6 +5,7 @@ import sys
 import time
 
 from .. import api
+from ..refinement.kick import parse_range
 from ..io.outputs import output_paths, write_refinement_outputs
 from .common import (add_input_arguments, add_scaling_arguments, check_outputs, fmt_r, load_options,
                      scale_shells_value, show_warnings)
@@ -16,6 +17,10 @@ def add_parser(sub):
                                    "occupancy minimization against an ML or LS amplitude target, with the "
                                    "X-ray weight set from a bond-RMSD target.")
     add_input_arguments(p)
+    for a in p._actions:
+        if a.dest == "data":                 # optional for real-space refinement toward a map
+            a.nargs = "?"
+            a.help = "reflections (MTZ or SF-mmCIF); optional with --map/--map-coeffs"
     p.set_defaults(hydrogens="add")
     for a in p._actions:
         if a.dest == "hydrogens":
@@ -31,9 +36,10 @@ def add_parser(sub):
     g.add_argument("--allow-unknown", action="store_true",
                    help="restrain residues with no dictionary by non-bonded terms only")
     g = p.add_argument_group("target and weights")
-    g.add_argument("--target", choices=["ml", "ml-free-kick", "ls"], default="ml",
+    g.add_argument("--target", choices=["ml", "ml-free-kick", "ls", "difference-map"], default="ml",
                    help="ml: likelihood with D, sigma from the test set (default); ml-free-kick: from the "
-                        "work set with a kicked model (MAIN); ls: least squares")
+                        "work set with a kicked model (MAIN); ls: least squares; difference-map: follow the "
+                        "Fo-Fc map, re-phased every --rephase-every steps")
     g.add_argument("--free-kick", type=float, default=0.1, metavar="Å",
                    help="kick amplitude for ml-free-kick (default 0.1)")
     g.add_argument("--bond-rmsd", type=float, default=0.02, metavar="Å",
@@ -58,8 +64,44 @@ def add_parser(sub):
     g.add_argument("--rephase-every", type=int, default=20, metavar="N",
                    help="re-phase (Fc, scale, D/sigma) every N steps (default 20)")
     g.add_argument("--seed", type=int, default=1, help="random seed (free kick, kicks)")
+    g = p.add_argument_group("kicking (MAIN fast cooling)")
+    g.add_argument("--cool", type=int, default=0, metavar="N",
+                   help="N cooling cycles of kick -> minimize -> re-phase instead of plain cycles")
+    g.add_argument("--kick", default="0.8:0", metavar="START[:END]", type=_range_arg("kick"),
+                   help="coordinate kick amplitude in Å, decreasing over the cycles (default 0.8:0)")
+    g.add_argument("--kick-b", default="5:0", metavar="START[:END]", type=_range_arg("kick-b"),
+                   help="B-value kick amplitude in Å² (default 5:0)")
+    g.add_argument("--kick-law", choices=["linear", "square", "exponential"], default="linear",
+                   help="how the kick amplitudes decrease (default linear)")
+    g = p.add_argument_group("maps (real-space refinement, density combination)")
+    g.add_argument("--map", metavar="FILE", help="CCP4/MRC map: refine toward it (no data needed)")
+    g.add_argument("--map-coeffs", metavar="FILE:F,PHI", help="map coefficients (MTZ) to refine toward")
+    g.add_argument("--map-mode", choices=["interpolation", "convolution"], default="interpolation",
+                   help="density target by tricubic interpolation at atoms or by model-density convolution")
+    g.add_argument("--steps", type=int, default=100, help="minimizer steps for map targets (default 100)")
+    g.add_argument("--dens-comb", action="store_true",
+                   help="partial-model refinement by density combination with the --map (MAIN dens_comb)")
+    g.add_argument("--part", metavar="SEL", help="dens-comb: atoms refined and combined (default all)")
+    g.add_argument("--envelope", metavar="SEL", help="dens-comb: atoms defining the model envelope")
+    g.add_argument("--rad-mask", type=float, default=4.5, help="dens-comb: envelope radius, Å (4.5)")
+    g.add_argument("--rad-comb", type=float, default=2.8,
+                   help="dens-comb: radius of model density replacing the map, Å (2.8)")
+    g.add_argument("--weight-fc", type=float, default=1.1, help="dens-comb: weight of the Fc map (1.1)")
+    g.add_argument("--dens-scale", type=float, default=1.0, help="dens-comb: density scale (1)")
+    g.add_argument("--recombine-every", type=int, default=15, help="dens-comb: steps between combinations")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar, less output")
     return p
+
+
+def _range_arg(name):
+    import argparse
+
+    def conv(text):
+        try:
+            return parse_range(text, name)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return conv
 
 
 class ProgressBar:
@@ -93,6 +135,11 @@ def run(args):
     show_warnings()
     paths = output_paths(args.output)
     check_outputs(list(paths.values()), args)
+    if args.map or args.map_coeffs:
+        return run_map(args, paths)
+    if not args.data:
+        from ..errors import KickrefError
+        raise KickrefError("refine needs DATA (reflections), or --map/--map-coeffs for a map target")
     lines = []
 
     def log(s):
@@ -107,7 +154,11 @@ def run(args):
                 weight=args.weight, adp_weight=args.adp_weight, adp=args.adp,
                 refine_occupancy=args.refine_occupancy, fix_xyz=args.fix_xyz, fix_b=args.fix_b,
                 selection=args.select, free_kick=args.free_kick, seed=args.seed,
-                scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent)
+                scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent,
+                cool=args.cool, kick=args.kick, kick_b=args.kick_b,
+                kick_law=args.kick_law)
+    if args.cool:
+        bar.total = max(1, args.cool * args.xyz_steps * 6 // 5)
     log(f"kickref refine {args.model} {args.data}")
     res = api.refine(args.model, args.data, monlib=args.monlib, ligands=args.ligand,
                      allow_unknown=args.allow_unknown, log=log, progress=bar, **load_options(args), **opts)
@@ -120,3 +171,43 @@ def run(args):
     written = write_refinement_outputs(res, args.output, lines, inputs)
     print("wrote " + ", ".join(written.values()))
     return 130 if res.interrupted else 0
+
+
+def run_map(args, paths):
+    """Real-space refinement toward a map, or density combination (--dens-comb)."""
+    from ..io.models import write_model
+    from ..io.outputs import _clean
+    from .common import write_json
+    lines = []
+
+    def log(s):
+        lines.append(s)
+        if not args.quiet:
+            print(s, flush=True)
+
+    common = dict(map_coeffs=args.map_coeffs, monlib=args.monlib, ligands=args.ligand,
+                  allow_unknown=args.allow_unknown, weight=args.weight, bond_rmsd=args.bond_rmsd, log=log)
+    if args.dens_comb:
+        comb_map = f"{args.output}_combined.ccp4"
+        check_outputs([comb_map], args)
+        res = api.density_combination(args.model, args.map, args.data, part=args.part, envelope=args.envelope,
+                                      rad_mask=args.rad_mask, rad_comb=args.rad_comb, weight_fc=args.weight_fc,
+                                      dens_scale=args.dens_scale, steps=args.steps,
+                                      recombine_every=args.recombine_every, output_map=comb_map,
+                                      **common, **(load_options(args) if args.data else {}))
+        model, info = res.model, {"history": res.history, "weight": res.weight, "interrupted": res.interrupted,
+                                  "files": res.files}
+    else:
+        model, info = api.refine_map(args.model, args.map, mode=args.map_mode, selection=args.select,
+                                     steps=args.steps, hydrogens="keep" if args.hydrogens == "add" else args.hydrogens,
+                                     **common)
+    write_model(model, paths["pdb"])
+    write_model(model, paths["cif"])
+    summary = {"program": "kickref", "mode": "density combination" if args.dens_comb else "real-space",
+               "map": args.map or args.map_coeffs, **info}
+    write_json(paths["json"], _clean(summary))
+    from ..io.files import write_text_atomic
+    write_text_atomic(paths["log"], "\n".join(lines) + "\n")
+    written = [paths["pdb"], paths["cif"], paths["json"], paths["log"]] + list(info.get("files", []))
+    print("wrote " + ", ".join(str(w) for w in written))
+    return 130 if info.get("interrupted") else 0

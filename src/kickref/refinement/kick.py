@@ -222,7 +222,6 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
     (default: the refinement's movable atoms). Returns ``refinement.finish(timings)`` (a
     RefinementResult) or, with ``finish=False``, the list of CycleStats recorded.
     """
-    from .parameters import CombinedParameters
     ref = refinement
     o = ref.options
     k0, k1 = (kick, kick) if np.isscalar(kick) else kick
@@ -239,14 +238,7 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
     timings = {}
     recorded = []
     with ref.stop:
-        if getattr(ref.fmodel, "fc", None) is None or not ref.cycles:
-            ref.rephase()
-        if ref.weight is None:
-            ref.weight = ref.initial_weight()
-        if not ref.cycles:
-            from .protocol import format_header
-            ref.log(format_header())
-            ref.record(0, t0, "start")
+        ref.start(t0)
         first = ref.cycles[-1].cycle if ref.cycles else 0
         for i in range(cool):
             if ref.stop:
@@ -258,24 +250,10 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
                 _kick_b_values(ref.state, kb[i], sel, rng, hydrogens=is_h)
                 ref.p_adp.update_hydrogen_b(ref.state)
             ref.rephase(full=False)
-            combined = o.strategy == "combined" and not o.fix_xyz and not o.fix_b and ref.p_xyz.n
-            if combined:
-                both = CombinedParameters([ref.p_xyz, ref.p_adp])
-                ref.e_all.weights["adp"] = o.adp_weight
-                ref._stage(ref.e_all, both, steps, "xyz+adp", adjust=True)
-            elif not o.fix_xyz and ref.p_xyz.n:
-                ref._stage(ref.e_xyz, ref.p_xyz, steps, "xyz", adjust=True)
-            if (combined or (not o.fix_xyz and ref.p_xyz.n)) and not ref.stop:
-                ref.adjust_weight(ref.geometry_rmsd()[0])
-            if not o.fix_b and ref.p_adp.n and not ref.stop and not combined:
-                ref.e_adp.weights["adp"] = o.adp_weight
-                ref._stage(ref.e_adp, ref.p_adp, o.adp_steps, "adp")
-            if ref.p_occ.n and not ref.stop:
-                ref._stage(ref.e_occ, ref.p_occ, o.occ_steps, "occ")
-            ref.rephase(full=True)
+            ref.macro_cycle(steps)
             note = f"kick {kx[i]:.2f} Å, B {kb[i]:.1f} Å²" + (" interrupted" if ref.stop else "")
             recorded.append(ref.record(first + i + 1, t0, note))
-    timings["kick_cooling"] = time.perf_counter() - t0
+    timings["kick_cooling"] = timings["total"] = time.perf_counter() - t0
     if not finish:
         return recorded
     return ref.finish(timings)

@@ -27,7 +27,8 @@ from .parameters import EIGHT_PI2, CombinedParameters, Parameters, find_occupanc
 
 @dataclass
 class RefineOptions:
-    target: str = "ml"                 # 'ml' (D, S from the test set), 'ml-free-kick', 'ls'
+    target: str = "ml"                 # 'ml' (D, S from the test set), 'ml-free-kick', 'ls',
+                                       # 'difference-map' (Fo−Fc map, re-phased every N steps)
     cycles: int = 5                    # macro-cycles
     xyz_steps: int = 40                # L-BFGS iterations per macro-cycle for coordinates
     adp_steps: int = 25                # ... for ADPs
@@ -50,7 +51,13 @@ class RefineOptions:
     min_cycles: int = 2
     precondition: bool = True          # diagonal preconditioning from curvature estimates
     strategy: str = "combined"         # 'combined': xyz and ADPs in one minimization; 'alternate'
+    adp_restraints: str = "kl"         # 'kl': KL-divergence similarity of neighbours (+ rigid bond);
+                                       # 'simple': B similarity of bonded atoms, U similarity
     term_scales: dict = field(default_factory=dict)   # {term name: scale}; 0 switches a term off
+    cool: int = 0                      # kick cooling cycles (MAIN fast cooling); 0: plain cycles
+    kick: object = (0.8, 0.0)          # coordinate kick amplitude (start, end), Å
+    kick_b: object = (5.0, 0.0)        # B kick amplitude (start, end), Å²
+    kick_law: str = "linear"           # linear | square | exponential
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -112,19 +119,31 @@ class Refinement:
         self.movable = select_atoms(model, o.selection)
         self.fmodel = FModel(model, data, bulk_solvent=o.bulk_solvent, scale_shells=o.scale_shells)
         from ..targets.xray import XrayTarget
+        if o.target not in ("ml", "ml-free-kick", "ls", "difference-map"):
+            raise ValueError(f"unknown target {o.target!r}")
         target = "ls" if o.target == "ls" else "ml"
         self.xray = XrayTarget(self.fmodel, target)
+        data_term = self.xray
+        self.difference_map = None
+        if o.target == "difference-map":
+            # the minimizer follows the Fo−Fc map; the ML term is kept for statistics only
+            from ..targets.difference_map import DifferenceMapTarget
+            self.difference_map = data_term = DifferenceMapTarget(self.fmodel)
         terms = restraints.terms()
+        off = ({"b_similarity", "adp_similarity"} if o.adp_restraints == "kl" else {"adp_kl"})
+        for t in terms:
+            if t.name in off:
+                t.enabled = False
         for t in terms:                    # MAIN: energy <term> on/off scale
             if t.name in o.term_scales:
                 t.scale = float(o.term_scales[t.name])
                 t.enabled = t.scale != 0.0
         self.geometry_terms = [t for t in terms if t.kind == "geometry"]
         self.adp_terms = [t for t in terms if t.kind == "adp"]
-        self.e_xyz = Energy([self.xray] + self.geometry_terms, weights={"xray": 1.0})
-        self.e_adp = Energy([self.xray] + self.adp_terms, weights={"xray": 1.0, "adp": o.adp_weight})
-        self.e_occ = Energy([self.xray], weights={"xray": 1.0})
-        self.e_all = Energy([self.xray] + self.geometry_terms + self.adp_terms,
+        self.e_xyz = Energy([data_term] + self.geometry_terms, weights={"xray": 1.0})
+        self.e_adp = Energy([data_term] + self.adp_terms, weights={"xray": 1.0, "adp": o.adp_weight})
+        self.e_occ = Energy([data_term], weights={"xray": 1.0})
+        self.e_all = Energy([data_term] + self.geometry_terms + self.adp_terms,
                             weights={"xray": 1.0, "adp": o.adp_weight})
         self.weight = o.weight
         self.cycles: list[CycleStats] = []
@@ -167,6 +186,8 @@ class Refinement:
                 sa = fm.sigmaa("test", start=prev)
             self.xray.set_sigmaa(sa)
             self.sigmaa = sa
+        if self.difference_map is not None:
+            self.difference_map.update_map(self.state, getattr(self, "sigmaa", None))
 
     @property
     def use_free_kick(self) -> bool:
@@ -189,7 +210,7 @@ class Refinement:
     # -------------------------------------------------------------- weights
     def initial_weight(self) -> float:
         """X-ray weight from gradient sizes: w·|∇X| ≈ 2·δ/σ² with δ the bond-RMSD target."""
-        _, g, _ = Energy([self.xray]).compute(self.state)
+        _, g, _ = Energy([self.e_xyz.terms[0]]).compute(self.state)      # the data term
         gx = g.xyz[self.p_xyz.atoms] if len(self.p_xyz.atoms) else g.xyz
         g_rms = float(np.sqrt(np.mean(gx ** 2))) or 1.0
         sigma_bond = 0.02
@@ -219,6 +240,8 @@ class Refinement:
 
     def _stage(self, energy, params, steps, name, adjust=False):
         self.xray.want = tuple(name.split("+"))
+        if self.difference_map is not None:
+            self.difference_map.want = self.xray.want
         done = 0
         chunk = max(1, min(self.options.rephase_every, self.options.weight_every))
         n_eval = 0
@@ -266,37 +289,51 @@ class Refinement:
         self.log(format_cycle(c))
         return c
 
+    def macro_cycle(self, steps: int | None = None):
+        """One macro-cycle: coordinates and ADPs (together or in turn), occupancies, full re-phase."""
+        o = self.options
+        steps = o.xyz_steps if steps is None else int(steps)
+        combined = o.strategy == "combined" and not o.fix_xyz and not o.fix_b and self.p_xyz.n > 0
+        if combined:
+            both = CombinedParameters([self.p_xyz, self.p_adp])
+            self.e_all.weights["adp"] = o.adp_weight
+            self._stage(self.e_all, both, steps, "xyz+adp", adjust=True)
+        elif not o.fix_xyz and self.p_xyz.n:
+            self._stage(self.e_xyz, self.p_xyz, steps, "xyz", adjust=True)
+        if (combined or (not o.fix_xyz and self.p_xyz.n)) and not self.stop:
+            self.adjust_weight(self.geometry_rmsd()[0])
+        if not combined and not o.fix_b and self.p_adp.n and not self.stop:
+            self.e_adp.weights["adp"] = o.adp_weight
+            self._stage(self.e_adp, self.p_adp, o.adp_steps, "adp")
+        if self.p_occ.n and not self.stop:
+            self._stage(self.e_occ, self.p_occ, o.occ_steps, "occ")
+        self.rephase(full=True)
+
+    def start(self, t0):
+        """Initial re-phase, weight and the cycle-0 record (once)."""
+        if self.cycles:
+            return
+        self.rephase()
+        if self.weight is None:
+            self.weight = self.initial_weight()
+        self.log(format_header())
+        self.record(0, t0, "start")
+
     def run(self) -> RefinementResult:
+        """Macro-cycles until ``cycles`` or convergence; with ``cool`` > 0, MAIN's kick cooling."""
         o = self.options
         t0 = time.perf_counter()
+        if o.cool > 0:
+            from .kick import run_kick_cooling
+            return run_kick_cooling(self, o.kick, o.kick_b, o.cool, o.kick_law, seed=o.seed)
         timings = {}
         with self.stop:
-            self.rephase()
-            if self.weight is None:
-                self.weight = self.initial_weight()
-            self.log(format_header())
-            self.record(0, t0, "start")
+            self.start(t0)
             for cycle in range(1, o.cycles + 1):
                 if self.stop:
                     break
-                if o.strategy == "combined" and not o.fix_xyz and not o.fix_b and self.p_xyz.n:
-                    both = CombinedParameters([self.p_xyz, self.p_adp])
-                    self.e_all.weights["adp"] = o.adp_weight
-                    self._stage(self.e_all, both, o.xyz_steps, "xyz+adp", adjust=True)
-                    if not self.stop:
-                        self.adjust_weight(self.geometry_rmsd()[0])
-                elif not o.fix_xyz and self.p_xyz.n:
-                    self._stage(self.e_xyz, self.p_xyz, o.xyz_steps, "xyz", adjust=True)
-                    if not self.stop:
-                        self.adjust_weight(self.geometry_rmsd()[0])
-                if (not o.fix_b and self.p_adp.n and not self.stop
-                        and not (o.strategy == "combined" and not o.fix_xyz and self.p_xyz.n)):
-                    self.e_adp.weights["adp"] = o.adp_weight
-                    self._stage(self.e_adp, self.p_adp, o.adp_steps, "adp")
-                if self.p_occ.n and not self.stop:
-                    self._stage(self.e_occ, self.p_occ, o.occ_steps, "occ")
-                self.rephase(full=True)
-                c = self.record(cycle, t0, "interrupted" if self.stop else "")
+                self.macro_cycle()
+                self.record(cycle, t0, "interrupted" if self.stop else "")
                 if self._converged(cycle):
                     break
         timings["total"] = time.perf_counter() - t0

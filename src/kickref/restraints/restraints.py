@@ -19,9 +19,10 @@ from .library import RestraintLibrary, load_library
 from .nonbonded import HB_CODES, NonbondedList, NonbondedParameters, SymmetryOps
 
 KINDS = ("bond", "angle", "torsion", "plane", "chiral", "nonbonded", "b_similarity",
-         "adp_rigid_bond", "adp_similarity")
+         "adp_rigid_bond", "adp_similarity", "adp_kl")
 UNITS = {"bond": "Å", "angle": "°", "torsion": "°", "plane": "Å", "chiral": "Å³",
-         "nonbonded": "Å", "b_similarity": "Å²", "adp_rigid_bond": "Å²", "adp_similarity": "Å²"}
+         "nonbonded": "Å", "b_similarity": "Å²", "adp_rigid_bond": "Å²", "adp_similarity": "Å²",
+         "adp_kl": "KL"}
 
 
 @dataclass
@@ -32,6 +33,7 @@ class RestraintParameters:
     b_sigma_angle: float = 3.0        # Å², B similarity of atoms 1-3 apart
     rigid_bond_sigma: float = 0.01    # Å², Hirshfeld rigid bond (SHELX DELU default)
     adp_similarity_sigma: float = 0.04  # Å², U similarity of bonded atoms (SHELX SIMU)
+    adp_kl_max_dist: float = 4.0      # Å, spatial neighbours in the KL-divergence ADP restraint
     find_links: bool = True           # add links found by distance (disulfides, glycans, ...)
     nonbonded: NonbondedParameters = field(default_factory=NonbondedParameters)
 
@@ -73,7 +75,7 @@ class Restraints:
         from . import terms as T
         return [T.BondTerm(self), T.AngleTerm(self), T.TorsionTerm(self), T.PlaneTerm(self),
                 T.ChiralTerm(self), T.NonbondedTerm(self), T.BSimilarityTerm(self),
-                T.RigidBondTerm(self), T.ADPSimilarityTerm(self)]
+                T.RigidBondTerm(self), T.ADPSimilarityTerm(self), T.ADPKLTerm(self)]
 
     # -------------------------------------------------------- per-kind values
     def b_effective(self, state) -> np.ndarray:
@@ -127,6 +129,12 @@ class Restraints:
             active = ~(ani[r.idx[:, 0]] & ani[r.idx[:, 1]]) if len(r) else np.zeros(0, bool)
             v = kernels.b_similarity(b, r.idx, r.sigma, active, act, grad, gb)
             return v, ({"b_iso": gb} if grad else None), act
+        if kind == "adp_kl":
+            from .adp_kl import kl_value_and_gradient
+            r = self.kl_pairs
+            v, gb, gu, act = kl_value_and_gradient(r.idx, r.sigma, state.b_iso, state.u_aniso,
+                                                   state.is_aniso, grad)
+            return v, ({"b_iso": gb, "u_aniso": gu} if grad else None), act
         u = np.ascontiguousarray(state.u_aniso, dtype=np.float64)
         ani = np.asarray(state.is_aniso, bool)
         r = self.adp_pairs
@@ -166,6 +174,8 @@ class Restraints:
             nb = self.nonbonded
             dev = nb.d0 - act
             return dev, nb.sigma, dev > 0
+        if kind == "adp_kl":
+            return act, self.kl_pairs.sigma, np.ones(len(act), bool)
         if kind == "b_similarity":
             ani = np.asarray(state.is_aniso, bool)
             idx = self.b_pairs.idx
@@ -488,6 +498,9 @@ def _adp_pairs(R, params):
     a = b12[heavy[b12[:, 0]] & heavy[b12[:, 1]]]
     R.adp_pairs = RestraintSet(a, np.zeros(len(a)), np.full(len(a), params.rigid_bond_sigma),
                                {"sigma_sim": np.full(len(a), params.adp_similarity_sigma)})
+    from .adp_kl import kl_pairs
+    kp, ks = kl_pairs(R.model, R.bonds.idx, params.adp_kl_max_dist)
+    R.kl_pairs = RestraintSet(kp, np.zeros(len(kp)), ks)
 
 
 def _graph_keys(edges, n):

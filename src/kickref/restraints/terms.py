@@ -65,3 +65,9 @@ class RigidBondTerm(RestraintTerm):
 class ADPSimilarityTerm(RestraintTerm):
     restraint_kind = "adp_similarity"
     kind = "adp"
+
+
+class ADPKLTerm(RestraintTerm):
+    """KL-divergence similarity of neighbouring atoms' ADPs (see :mod:`kickref.restraints.adp_kl`)."""
+    restraint_kind = "adp_kl"
+    kind = "adp"
