@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         return 1
 
     from kickref.io.models import read_model
-    from kickref.refine.energy import AtomState, Energy
+    from kickref.refinement.energy import AtomState, Energy
     from kickref.restraints import build_restraints
 
     model = read_model(case_dir / model_name)
