@@ -15,7 +15,7 @@ from ..io.models import read_model
 
 FORMATS = {"bond": "{:.4f}", "angle": "{:.3f}", "torsion": "{:.2f}", "plane": "{:.4f}",
            "chiral": "{:.3f}", "nonbonded": "{:.3f}", "b_similarity": "{:.2f}",
-           "adp_rigid_bond": "{:.4f}", "adp_similarity": "{:.4f}"}
+           "adp_rigid_bond": "{:.4f}", "adp_similarity": "{:.4f}", "adp_kl": "{:.4f}"}
 
 
 def add_parser(subparsers):
