@@ -129,7 +129,11 @@ class Refinement:
             # the minimizer follows the Fo−Fc map; the ML term is kept for statistics only
             from ..targets.difference_map import DifferenceMapTarget
             self.difference_map = data_term = DifferenceMapTarget(self.fmodel)
-        terms = restraints.terms()
+        hp0 = getattr(restraints, "hydrogen_parents", None)
+        riding = hp0 is not None and (np.asarray(hp0) >= 0).any()
+        # riding hydrogens are constrained: their bonded restraints would only fight the
+        # constraint (through an approximate chain rule); contacts still count
+        terms = (restraints.without_atoms(np.asarray(hp0) >= 0) if riding else restraints).terms()
         off = ({"b_similarity", "adp_similarity"} if o.adp_restraints == "kl" else {"adp_kl"})
         for t in terms:
             if t.name in off:
@@ -175,6 +179,10 @@ class Refinement:
         """Bring Fc, scale and the likelihood parameters up to date; ``full`` also recomputes
         the solvent mask, searches k_sol/B_sol afresh and re-flags outliers (once per cycle)."""
         fm = self.fmodel
+        if full and self.p_xyz.place_hydrogens is not None and not self.options.fix_xyz and self.cycles:
+            # riding H back onto ideal positions for the current heavy-atom geometry
+            self.restraints.update_riding(self.state.xyz)
+            self.state.xyz[:] = self.restraints.place_hydrogens(self.state.xyz)
         fm.update_all(self.state, mask=full, scale=True, full=full)
         if self.xray.target == "ml":
             prev = None if full else getattr(self, "sigmaa", None)

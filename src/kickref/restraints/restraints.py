@@ -266,6 +266,47 @@ class Restraints:
                 "chiral": len(self.chirals), "nonbonded_pairs": len(self.nonbonded.pi),
                 "b_similarity": len(self.b_pairs), "adp_pairs": len(self.adp_pairs)}
 
+    def without_atoms(self, mask) -> "Restraints":
+        """A copy whose bond, angle, torsion, chiral and plane restraints leave out the atoms in
+        ``mask`` (e.g. riding hydrogens, whose positions are constrained); other kinds are shared."""
+        import copy
+        mask = np.asarray(mask, bool)
+        R = copy.copy(self)
+        for kind in ("bonds", "angles", "torsions", "chirals"):
+            r = getattr(self, kind)
+            keep = ~mask[r.idx].any(axis=1) if len(r) else np.zeros(0, bool)
+            extra = {k: (v[keep] if isinstance(v, np.ndarray) else [x for x, kk in zip(v, keep) if kk])
+                     for k, v in r.extra.items()}
+            setattr(R, kind, RestraintSet(r.idx[keep], r.ideal[keep], r.sigma[keep], extra))
+        p = self.planes
+        atoms, start = p.extra["atoms"], p.extra["start"]
+        new_atoms, new_start, sig, lab = [], [0], [], []
+        for k in range(len(p)):          # planes: a few thousand at most
+            a = atoms[start[k]:start[k + 1]]
+            a = a[~mask[a]]
+            if len(a) >= 4:
+                new_atoms.extend(a.tolist())
+                new_start.append(len(new_atoms))
+                sig.append(p.sigma[k])
+                lab.append(p.extra["label"][k])
+        new_start = np.array(new_start, dtype=np.int64)
+        R.planes = RestraintSet(np.zeros((len(sig), 0), np.int64), np.zeros(len(sig)),
+                                np.array(sig, dtype=np.float64),
+                                {"atoms": np.array(new_atoms, dtype=np.int64), "start": new_start,
+                                 "plane_of": np.repeat(np.arange(len(sig)), np.diff(new_start)),
+                                 "label": lab})
+        return R
+
+    def update_riding(self, xyz) -> None:
+        """Re-derive the riding-H frames from ideal positions on the current heavy atoms.
+
+        Needed when the heavy-atom geometry has changed much since set-up (a distorted start):
+        the hydrogens then ride on ideal, not on the initial, local geometry."""
+        from .riding import riding_setup
+        model = self.model.copy()
+        model.xyz[:] = _as_xyz(xyz)
+        self.riding = riding_setup(self, model)
+
     def place_hydrogens(self, xyz) -> np.ndarray:
         """Re-place riding H atoms on their parents (see :attr:`riding`); returns new xyz."""
         from .riding import place_riding
