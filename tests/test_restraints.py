@@ -99,6 +99,17 @@ def test_gradients_match_finite_differences(case):
                 assert _fd_check(term, state, "b_iso", iso, 1e-3) < 1e-4
                 checked.add((term.name, "b_iso"))
             continue
+        if term.name == "adp_kl":
+            p = R.kl_pairs.idx
+            atoms = np.unique(p[rng.choice(len(p), min(8, len(p)), replace=False)].ravel())
+            iso = atoms[~state.is_aniso[atoms]]
+            ani_atoms = atoms[state.is_aniso[atoms]]
+            if len(iso):
+                assert _fd_check(term, state, "b_iso", iso, 1e-4) < 1e-4
+            if len(ani_atoms):
+                assert _fd_check(term, state, "u_aniso", ani_atoms, 1e-6) < 1e-4
+            checked.add((term.name, "adp"))
+            continue
         if term.name in ("adp_rigid_bond", "adp_similarity"):
             if not state.is_aniso.any():
                 assert term.compute(state)[0] == 0.0
