@@ -251,7 +251,11 @@ class Refinement:
         if self.difference_map is not None:
             self.difference_map.want = self.xray.want
         done = 0
-        chunk = max(1, min(self.options.rephase_every, self.options.weight_every))
+        # equal chunks of at most rephase_every steps (a short tail chunk would waste the
+        # minimizer's curvature memory)
+        limit = max(1, min(self.options.rephase_every, self.options.weight_every))
+        n_chunks = -(-steps // limit)
+        chunk = -(-steps // max(n_chunks, 1))
         n_eval = 0
         since_weight = 0
         while done < steps and not self.stop:
@@ -318,7 +322,7 @@ class Refinement:
         self.rephase(full=True)
 
     def start(self, t0):
-        """Initial re-phase, weight and the cycle-0 record (once)."""
+        """Initial re-phase, weight and the cycle-0 record (once); regularizes a distorted start."""
         if self.cycles:
             return
         self.rephase()
@@ -326,6 +330,25 @@ class Refinement:
             self.weight = self.initial_weight()
         self.log(format_header())
         self.record(0, t0, "start")
+        self.regularize(t0)
+
+    def regularize(self, t0, max_steps: int = 100):
+        """When the starting geometry is far from ideal (bond RMSD > max(0.05 Å, 3 × target)),
+        minimize the restraint energy alone until the bonds are within twice the target (at most
+        ``max_steps``): otherwise the weight adjustment would first drive the X-ray weight down
+        and the data would barely move the atoms for several cycles."""
+        o = self.options
+        bond = self.geometry_rmsd()[0]
+        if o.fix_xyz or not self.p_xyz.n or bond <= max(0.05, 3 * o.bond_rmsd):
+            return
+        geometry = Energy(self.geometry_terms)          # restraints only: cheap steps
+        done = 0
+        while done < max_steps and not self.stop and bond > 2 * o.bond_rmsd:
+            minimize_energy(geometry, self.p_xyz, self.state, 25, self.stop, on_eval=self._on_eval)
+            done += 25
+            bond = self.geometry_rmsd()[0]
+        self.rephase(full=True)
+        self.record(0, t0, f"regularized ({done} steps)")
 
     def run(self) -> RefinementResult:
         """Macro-cycles until ``cycles`` or convergence; with ``cool`` > 0, MAIN's kick cooling."""
