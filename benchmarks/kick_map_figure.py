@@ -11,13 +11,14 @@ Protocol (all with kickref's CLI; scratch in benchmarks/work/kick_map/):
 3. maps by gemmi FFT (``sample_rate=4``), each in units of its own RMS over the cell (σ).
 Region: the residue with at least 5 non-H atoms where the two maps differ most — the mean
 |kick − plain| (σ) at its atoms, at the refined and at the deposited positions. The picture is
-the plane fitted (least squares) through those positions, ±8 Å around their centroid; contours
-at 1σ and 2σ; atoms within 1.5 Å of the plane drawn: refined model (orange) and deposited (green).
+the plane fitted (least squares) through those positions, ±8 Å around their centroid; three
+panels: plain map, kick map (contours 1σ and 2σ) and kick − plain (±0.4σ); atoms within 1.5 Å of
+the plane drawn: refined model (orange) and deposited (purple).
 Also reported (JSON): correlation of each map with the reference map, and the mean density (σ) at
 the refined and at the deposited positions of the atoms that are > 0.5 Å apart (model bias: a
 less biased map has less density at the wrong positions).
 
-Run: ``.venv/bin/python benchmarks/kick_map_figure.py [--case 1cbs] [--reuse] [--out PNG]``
+Run: ``.venv/bin/python benchmarks/kick_map_figure.py [--case 1cbs] [--at-commit REV] [--reuse] [--out PNG]``
 (writes benchmarks/results/kick_map.png and kick_map.json).
 """
 from __future__ import annotations
@@ -161,8 +162,11 @@ def draw(path, panels, frame, atoms_sets, title, note):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", default="1cbs", choices=sorted(rb.CASES))
-    ap.add_argument("--reuse", action="store_true", help="keep refined model and maps from an earlier run")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the refined model and the maps of an earlier run (only redraw)")
     ap.add_argument("--out", default=str(OUT_PNG))
+    ap.add_argument("--at-commit", metavar="REV",
+                    help="run kickref from a snapshot of src/ at this git revision (see kick_bench.py)")
     args = ap.parse_args(argv)
     model_name, data_name, _, _ = rb.CASES[args.case]
     case_dir = rb.SHARED / "data" / args.case
@@ -170,7 +174,12 @@ def main(argv=None) -> int:
     if not deposited.exists():
         print(f"shared data not found at {case_dir}", file=sys.stderr)
         return 1
-    kick_cmd = rb.kickref_command()
+    commit = None
+    if args.at_commit:
+        import kick_bench
+        kick_cmd, _, commit = kick_bench.kickref_at_commit(args.at_commit)
+    else:
+        kick_cmd = rb.kickref_command()
     WORK.mkdir(parents=True, exist_ok=True)
     data = judge_mod.plain_copy(data_orig, WORK, stem=f"{args.case}-data")
     start = WORK / f"{args.case}_shaken{SHAKE_RMS:g}.cif"
@@ -188,7 +197,7 @@ def main(argv=None) -> int:
                              WORK / f"{key}.json", *extra], WORK / f"{key}.out")
     maps = {k: fft_map(p) for k, p in mtz.items()}
 
-    st_model, model_atoms = heavy_atoms(refined)
+    _, model_atoms = heavy_atoms(refined)
     _, dep_atoms = heavy_atoms(deposited)
     dep_index = {key: xyz for key, _, _, xyz in dep_atoms}
     pairs = [(xyz, dep_index[key]) for key, _, _, xyz in model_atoms if key in dep_index]
@@ -252,7 +261,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     draw(out, panels, frame, [("refined model", "#e07b00", model_atoms), ("deposited", "#6b3fa0", dep_atoms)],
          title, note)
-    stats.update(case=args.case, png=str(out), runs={k: {kk: v.get(kk) for kk in ("wall_s", "rc")}
+    stats.update(case=args.case, png=str(out), kickref_commit=commit, runs={k: {kk: v.get(kk) for kk in ("wall_s", "rc")}
                                                      for k, v in runs.items()})
     out_json = out.with_suffix(".json")
     out_json.write_text(json.dumps(rb._json_safe(stats), indent=1))

@@ -6,7 +6,9 @@ import time
 
 from .. import api
 from ..refinement.kick import parse_range
-from ..io.outputs import output_paths, write_refinement_outputs
+from ..refinement.protocol import RefineOptions
+
+D = RefineOptions()          # the defaults shown and used by the command linefrom ..io.outputs import output_paths, write_refinement_outputs
 from .common import (add_input_arguments, add_scaling_arguments, check_outputs, fmt_r, load_options,
                      scale_shells_value, show_warnings)
 
@@ -36,18 +38,23 @@ def add_parser(sub):
     g.add_argument("--allow-unknown", action="store_true",
                    help="restrain residues with no dictionary by non-bonded terms only")
     g = p.add_argument_group("target and weights")
-    g.add_argument("--target", choices=["ml", "ml-free-kick", "ls", "difference-map"], default="ml",
-                   help="ml: likelihood with D, sigma from the test set (default); ml-free-kick: from the "
-                        "work set with a kicked model (MAIN); ls: least squares; difference-map: follow the "
-                        "Fo-Fc map, re-phased every --rephase-every steps")
-    g.add_argument("--free-kick", type=float, default=0.1, metavar="Å",
-                   help="kick amplitude for ml-free-kick (default 0.1)")
-    g.add_argument("--bond-rmsd", type=float, default=0.02, metavar="Å",
-                   help="bond RMSD target of the automatic X-ray weight (default 0.02)")
+    g.add_argument("--target", choices=["ml-free-kick", "ml", "ls", "difference-map"], default=D.target,
+                   help="ml-free-kick: likelihood with D, sigma estimated on the work set with a kicked model "
+                        "(MAIN's default, and kickref's); ml: D, sigma from the test set; ls: least squares; "
+                        "difference-map: follow the Fo-Fc map, re-phased every --rephase-every steps")
+    g.add_argument("--free-kick", type=float, default=D.free_kick, metavar="Å",
+                   help=f"kick amplitude for ml-free-kick (default {D.free_kick})")
+    g.add_argument("--bond-rmsd", type=float, default=D.bond_rmsd, metavar="Å",
+                   help=f"bond RMSD (non-H) target of the automatic X-ray weight (default {D.bond_rmsd}; "
+                        "MAIN's 0.02 gave higher R-free on the shared cases)")
     g.add_argument("--weight", type=float, help="fixed X-ray weight (no automatic adjustment)")
-    g.add_argument("--weight-every", type=int, default=100, metavar="N",
-                   help="re-adjust the weight every N minimizer steps (default 100) and each cycle")
-    g.add_argument("--adp-weight", type=float, default=1.0, help="scale of the ADP restraints (default 1)")
+    g.add_argument("--weight-every", type=int, default=D.weight_every, metavar="N",
+                   help=f"re-adjust the weight every N minimizer steps (default {D.weight_every}) and each cycle")
+    g.add_argument("--adp-weight", type=float, default=D.adp_weight,
+                   help=f"scale of the ADP restraints (default {D.adp_weight})")
+    g.add_argument("--adp-restraints", choices=["kl", "simple"], default=D.adp_restraints,
+                   help="kl: KL-divergence similarity of neighbouring atoms (default); simple: B similarity "
+                        "of bonded atoms and U similarity/rigid bond")
     g = p.add_argument_group("what is refined")
     g.add_argument("--adp", choices=["keep", "iso", "aniso"], default="keep",
                    help="ADP model: keep each atom's kind (default), all isotropic, all anisotropic")
@@ -58,11 +65,16 @@ def add_parser(sub):
     g.add_argument("--select", metavar="SEL",
                    help="gemmi selection of the atoms that move (MINIMIZE); default all (REFINE)")
     g = p.add_argument_group("cycles")
-    g.add_argument("--cycles", type=int, default=5, help="macro-cycles (default 5)")
-    g.add_argument("--xyz-steps", type=int, default=40, help="coordinate L-BFGS steps per cycle (default 40)")
-    g.add_argument("--adp-steps", type=int, default=25, help="ADP L-BFGS steps per cycle (default 25)")
-    g.add_argument("--rephase-every", type=int, default=20, metavar="N",
-                   help="re-phase (Fc, scale, D/sigma) every N steps (default 20)")
+    g.add_argument("--cycles", type=int, default=D.cycles,
+                   help=f"macro-cycles at most (default {D.cycles}; stops earlier when R-work settles)")
+    g.add_argument("--xyz-steps", type=int, default=D.xyz_steps,
+                   help=f"L-BFGS steps per cycle for coordinates and ADPs (default {D.xyz_steps})")
+    g.add_argument("--adp-steps", type=int, default=D.adp_steps,
+                   help=f"ADP steps per cycle with --strategy alternate (default {D.adp_steps})")
+    g.add_argument("--strategy", choices=["combined", "alternate"], default=D.strategy,
+                   help="combined: coordinates and ADPs in one minimization (default); alternate: in turn")
+    g.add_argument("--rephase-every", type=int, default=D.rephase_every, metavar="N",
+                   help=f"re-phase (Fc, scale, D/sigma) every N steps (default {D.rephase_every})")
     g.add_argument("--seed", type=int, default=1, help="random seed (free kick, kicks)")
     g = p.add_argument_group("kicking (MAIN fast cooling)")
     g.add_argument("--cool", type=int, default=0, metavar="N",
@@ -152,6 +164,7 @@ def run(args):
     opts = dict(target=args.target, cycles=args.cycles, xyz_steps=args.xyz_steps, adp_steps=args.adp_steps,
                 rephase_every=args.rephase_every, weight_every=args.weight_every, bond_rmsd=args.bond_rmsd,
                 weight=args.weight, adp_weight=args.adp_weight, adp=args.adp,
+                adp_restraints=args.adp_restraints, strategy=args.strategy,
                 refine_occupancy=args.refine_occupancy, fix_xyz=args.fix_xyz, fix_b=args.fix_b,
                 selection=args.select, free_kick=args.free_kick, seed=args.seed,
                 scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent,
