@@ -131,7 +131,7 @@ def run_kickref_stamped(cmd0, start, data, run_dir, extra, timeout, reuse, stamp
     summary = res.pop("kickref_summary", None) or {}
     cycles = summary.get("cycles") or []
     res["n_eval"] = cycles[-1].get("n_eval") if cycles else None
-    res["n_cycles_run"] = len(cycles) - 1 if cycles else None
+    res["n_cycles_run"] = max((c.get("cycle") or 0) for c in cycles) if cycles else None
     res["kickref_final"] = summary.get("final")
     res["kickref_cycles"] = [{k: c.get(k) for k in ("cycle", "r_work", "r_free", "rmsd_bond",
                                                     "rmsd_angle", "weight", "n_eval", "time", "note")}
@@ -337,13 +337,19 @@ def main(argv=None) -> int:
                            key=lambda p: abs(math.log(n_k / p["n_eval"])))
                 if base is None:
                     break
-                cycles = int(option_value(base["args"], "--cycles", 5))
-                new = max(1, round(cycles * n_k / base["n_eval"]))
-                if new == cycles:
-                    new = cycles + (1 if n_k > base["n_eval"] else -1)
-                if new < 1 or any(int(option_value(p["args"], "--cycles", 5)) == new for p in plains):
+                # more or fewer cycles; if the plain run stopped early (converged), longer cycles
+                opt = "--cycles"
+                if (base.get("n_cycles_run") or 0) < int(option_value(base["args"], "--cycles", 5)):
+                    opt = "--xyz-steps"
+                old = int(option_value(base["args"], opt, 5 if opt == "--cycles" else 25))
+                new = max(1, round(old * n_k / base["n_eval"]))
+                if new == old:
+                    new = old + (1 if n_k > base["n_eval"] else -1)
+                args_new = with_option(base["args"][:-len(seed_args)], opt, new) + seed_args
+                if new < 1 or any(p["args"] == args_new for p in plains):
                     break
-                plains.append(one("plain", with_option(plain_args, "--cycles", new), f"plain_c{new}"))
+                tag = "plain_" + "_".join(a.lstrip("-").replace("-", "") for a in args_new[:-len(seed_args)])
+                plains.append(one("plain", args_new, tag))
         for kr in kicks:
             cands = [p for p in plains if p.get("n_eval")]
             if kr.get("n_eval") and cands:

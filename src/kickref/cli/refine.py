@@ -5,12 +5,13 @@ import sys
 import time
 
 from .. import api
+from ..io.outputs import output_paths, write_refinement_outputs
 from ..refinement.kick import parse_range
 from ..refinement.protocol import RefineOptions
-
-D = RefineOptions()          # the defaults shown and used by the command linefrom ..io.outputs import output_paths, write_refinement_outputs
 from .common import (add_input_arguments, add_scaling_arguments, check_outputs, fmt_r, load_options,
                      scale_shells_value, show_warnings)
+
+D = RefineOptions()          # the defaults shown and used by the command line
 
 
 def add_parser(sub):
