@@ -89,7 +89,13 @@ def plot_cycles(cycles, path, title: str = "") -> bool:
 
 
 def output_paths(prefix) -> dict:
+    """PREFIX.pdb .cif .mtz .json .log .png; a prefix given with one of these extensions
+    (``-o refined.pdb``) is taken without it."""
     p = str(prefix)
+    for ext in (".pdb", ".cif", ".mmcif", ".mtz", ".json", ".log", ".png", ".ent"):
+        if p.lower().endswith(ext):
+            p = p[: -len(ext)]
+            break
     return {k: f"{p}.{k}" for k in ("pdb", "cif", "mtz", "json", "log", "png")}
 
 
@@ -106,7 +112,7 @@ def write_refinement_outputs(result, prefix, log_lines=(), inputs: dict | None =
         paths.pop("mtz")
     write_text_atomic(paths["json"], json.dumps(summary_dict(result, inputs), indent=1) + "\n")
     write_text_atomic(paths["log"], "\n".join(log_lines) + "\n")
-    if not plot_cycles(result.cycles, paths["png"], title=str(prefix)):
+    if not plot_cycles(result.cycles, paths["png"], title=Path(paths["pdb"]).stem):
         print("note: matplotlib not installed; no plot written", file=sys.stderr)
         paths.pop("png")
     return paths

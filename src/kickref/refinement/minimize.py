@@ -63,6 +63,7 @@ def minimize_energy(energy, params, state, max_iter: int, stop: StopFlag | None 
     if params.n == 0 or max_iter <= 0:
         v, _, _ = energy.compute(state, gradient=False)
         return MinimizeResult(v, 0, 0, False, "nothing to refine")
+    params.project(state)                 # start from a physical point (U positive definite)
     x0 = params.get(state)
     # preconditioning: minimize over y = √c·x with c the estimated curvature of each parameter
     sq = np.sqrt(params.precond) if getattr(params, "precond", None) is not None else np.ones(len(x0))
@@ -73,6 +74,8 @@ def minimize_energy(energy, params, state, max_iter: int, stop: StopFlag | None 
     def fun(y):
         x = y / sq
         params.set(x, work)
+        if not params.valid(work):
+            return np.inf, np.zeros_like(y)
         v, g, parts = energy.compute(work, gradient=True)
         n_eval[0] += 1
         if v < best["f"]:

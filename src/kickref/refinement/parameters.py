@@ -4,7 +4,8 @@ Three kinds of parameter vector, refined in turn inside a macro-cycle:
 - ``xyz``: Cartesian coordinates (Å) of the movable non-hydrogen atoms. Riding hydrogens are
   re-placed on their parents after every change and their gradient is added to the parent.
 - ``adp``: B (Å²) of movable isotropic atoms and 8π²·U (Å², i.e. U in B units so that all ADP
-  parameters have the same scale) of movable anisotropic atoms; hydrogens get 1.2 × B_eq of
+  parameters have the same scale) of movable anisotropic atoms; hydrogens get ``h_b_factor``
+  (default 1.2) × B_eq of
   their parent.
 - ``occ``: one parameter per occupancy group. Altloc groups (the conformers of one residue, or
   of a set of residues sharing altloc letters) are constrained to keep their sum: with K
@@ -70,7 +71,8 @@ class Parameters:
     """Maps between a flat vector and an :class:`AtomState` for one parameter kind."""
 
     def __init__(self, kind: str, state: AtomState, movable: np.ndarray, hydrogen_parents=None,
-                 place_hydrogens=None, occupancy_groups: OccupancyGroups | None = None):
+                 place_hydrogens=None, occupancy_groups: OccupancyGroups | None = None,
+                 h_b_factor: float = 1.2):
         if kind not in ("xyz", "adp", "occ"):
             raise ValueError(kind)
         self.kind = kind
@@ -79,6 +81,7 @@ class Parameters:
                         else np.asarray(hydrogen_parents, dtype=np.int64))
         self.is_h = self.hparent >= 0
         self.place_hydrogens = place_hydrogens
+        self.h_b_factor = float(h_b_factor)
         self.movable = np.asarray(movable, bool) & ~self.is_h
         self.groups = occupancy_groups
         if kind == "xyz":
@@ -130,7 +133,7 @@ class Parameters:
         b = state.b_iso[p].copy()
         ani = state.is_aniso[p]
         b[ani] = EIGHT_PI2 / 3.0 * state.u_aniso[p[ani], :3].sum(axis=1)
-        state.b_iso[self.h_atoms] = 1.2 * b
+        state.b_iso[self.h_atoms] = self.h_b_factor * b
         state.is_aniso[self.h_atoms] = False
 
     def gradient(self, g: AtomGradient, state: AtomState) -> np.ndarray:
@@ -144,7 +147,7 @@ class Parameters:
         if self.kind == "adp":
             gb = g.b_iso.copy()
             if len(self.h_atoms):
-                np.add.at(gb, self.hparent[self.h_atoms], 1.2 * gb[self.h_atoms])
+                np.add.at(gb, self.hparent[self.h_atoms], self.h_b_factor * gb[self.h_atoms])
             gu = g.u_aniso[self.ani].copy()
             # B-restraint gradients act on B_eq = 8π²/3·tr(U) of anisotropic atoms
             gu[:, :3] += (EIGHT_PI2 / 3.0 * gb[self.ani])[:, None]
@@ -193,6 +196,13 @@ class Parameters:
             return b
         return [(0.0, 1.0)] * self.groups.n
 
+    def valid(self, state: AtomState) -> bool:
+        """False when a trial point is unphysical (a U not positive definite): the minimizer
+        then treats the energy as infinite and shortens the step."""
+        if self.kind != "adp" or not len(self.ani):
+            return True
+        return bool(np.all(_min_eig(state.u_aniso[self.ani]) > 1e-4))
+
     def project(self, state: AtomState) -> None:
         """Keep ADPs physical after a step: U positive definite (eigenvalues ≥ 0.001 Å²)."""
         if self.kind != "adp" or not len(self.ani):
@@ -211,6 +221,16 @@ class Parameters:
             U[bad] = np.stack([M2[:, 0, 0], M2[:, 1, 1], M2[:, 2, 2],
                                M2[:, 0, 1], M2[:, 0, 2], M2[:, 1, 2]], axis=1)[bad]
             state.u_aniso[self.ani] = U
+
+
+def _min_eig(u: np.ndarray) -> np.ndarray:
+    """Smallest eigenvalue of each symmetric tensor (U11 U22 U33 U12 U13 U23)."""
+    M = np.empty((len(u), 3, 3))
+    M[:, 0, 0], M[:, 1, 1], M[:, 2, 2] = u[:, 0], u[:, 1], u[:, 2]
+    M[:, 0, 1] = M[:, 1, 0] = u[:, 3]
+    M[:, 0, 2] = M[:, 2, 0] = u[:, 4]
+    M[:, 1, 2] = M[:, 2, 1] = u[:, 5]
+    return np.linalg.eigvalsh(M)[:, 0]
 
 
 class CombinedParameters:
@@ -254,6 +274,9 @@ class CombinedParameters:
             b = p.bounds(state)
             out += b if b is not None else [(None, None)] * p.n
         return out
+
+    def valid(self, state):
+        return all(p.valid(state) for p in self.parts)
 
     def project(self, state):
         for p in self.parts:

