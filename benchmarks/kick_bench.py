@@ -68,6 +68,9 @@ KICK_SETTINGS = (
     "--cool 8 --kick 0.3:0 --kick-b 5:0 --xyz-steps 25",
     # diagnostic: the X-ray weight held at the plain run's automatic starting weight ({w0})
     "--cool 8 --kick 0.8:0 --kick-b 5:0 --xyz-steps 25 --weight {w0}",
+    # smaller kicks; fewer, longer minimizations between kicks
+    "--cool 8 --kick 0.15:0 --kick-b 2:0 --xyz-steps 25",
+    "--cool 4 --kick 0.3:0 --kick-b 5:0 --xyz-steps 50",
 )
 
 
