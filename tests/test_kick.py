@@ -147,7 +147,7 @@ def test_kick_cooling_reproducible():
     restraints = build_restraints(m, monlib_dir=MONOMERS)
     results = []
     for seed in (1, 1, 2):
-        ref = Refinement(m.copy(), d, restraints, RefineOptions(xyz_steps=8, rephase_every=8))
+        ref = Refinement(m.copy(), d, restraints, RefineOptions(xyz_steps=20, rephase_every=20))
         res = run_kick_cooling(ref, kick=(0.3, 0.0), kick_b=(3.0, 0.0), cool=3, law="linear", seed=seed)
         results.append(res)
         notes = [c.note for c in res.cycles]
@@ -156,7 +156,9 @@ def test_kick_cooling_reproducible():
     assert np.array_equal(results[0].model.xyz, results[1].model.xyz)
     assert results[0].r_work == results[1].r_work
     assert not np.array_equal(results[0].model.xyz, results[2].model.xyz)
-    assert results[0].r_work < 0.30
+    # cooling recovers from the kicks: the last (unkicked) cycle ends below the first kicked one
+    r = [c.r_work for c in results[0].cycles]
+    assert r[3] < r[1] - 0.03 and r[3] < 0.30
 
 
 # ---------------------------------------------------------------------- kick maps

@@ -56,6 +56,9 @@ class RefineOptions:
     term_scales: dict = field(default_factory=dict)   # {term name: scale}; 0 switches a term off
     h_b_factor: float = 1.2            # B of a riding H = this × B_eq of its parent
     scale_target: str = "ls"           # bulk solvent and aniso scale fitted by 'ls' or refitted by 'ml'
+    adp_iso_factor: object = "auto"    # relative weight of ADP restraints between two isotropic
+                                       # atoms; auto: (d_min/2.3 Å)³ within [0.3, 1] (looser at high
+                                       # resolution, where more data back each B)
     cool: int = 0                      # kick cooling cycles (MAIN fast cooling); 0: plain cycles
     kick: object = (0.8, 0.0)          # coordinate kick amplitude (start, end), Å
     kick_b: object = (5.0, 0.0)        # B kick amplitude (start, end), Å²
@@ -131,6 +134,10 @@ class Refinement:
             # the minimizer follows the Fo−Fc map; the ML term is kept for statistics only
             from ..targets.difference_map import DifferenceMapTarget
             self.difference_map = data_term = DifferenceMapTarget(self.fmodel)
+        f = o.adp_iso_factor
+        if f == "auto":
+            f = float(np.clip((data.d_min / 2.3) ** 3, 0.3, 1.0))
+        restraints.params.adp_kl_iso_factor = float(f)
         hp0 = getattr(restraints, "hydrogen_parents", None)
         riding = hp0 is not None and (np.asarray(hp0) >= 0).any()
         # riding hydrogens are constrained: their bonded restraints would only fight the
@@ -318,9 +325,12 @@ class Refinement:
         steps = o.xyz_steps if steps is None else int(steps)
         combined = o.strategy == "combined" and not o.fix_xyz and not o.fix_b and self.p_xyz.n > 0
         if combined:
-            both = CombinedParameters([self.p_xyz, self.p_adp])
+            # coordinates, ADPs and occupancies in one minimization (occupancies: few parameters,
+            # a separate stage cost as many structure-factor evaluations as the rest)
+            parts = [self.p_xyz, self.p_adp] + ([self.p_occ] if self.p_occ.n else [])
+            both = CombinedParameters(parts)
             self.e_all.weights["adp"] = o.adp_weight
-            self._stage(self.e_all, both, steps, "xyz+adp", adjust=True)
+            self._stage(self.e_all, both, steps, "+".join(p.kind for p in both.parts), adjust=True)
         elif not o.fix_xyz and self.p_xyz.n:
             self._stage(self.e_xyz, self.p_xyz, steps, "xyz", adjust=True)
         if (combined or (not o.fix_xyz and self.p_xyz.n)) and not self.stop:
@@ -328,7 +338,7 @@ class Refinement:
         if not combined and not o.fix_b and self.p_adp.n and not self.stop:
             self.e_adp.weights["adp"] = o.adp_weight
             self._stage(self.e_adp, self.p_adp, o.adp_steps, "adp")
-        if self.p_occ.n and not self.stop:
+        if self.p_occ.n and not self.stop and not combined:
             self._stage(self.e_occ, self.p_occ, o.occ_steps, "occ")
         self.rephase(full=True)
 

@@ -34,6 +34,7 @@ class RestraintParameters:
     rigid_bond_sigma: float = 0.01    # Å², Hirshfeld rigid bond (SHELX DELU default)
     adp_similarity_sigma: float = 0.04  # Å², U similarity of bonded atoms (SHELX SIMU)
     adp_kl_max_dist: float = 4.0      # Å, spatial neighbours in the KL-divergence ADP restraint
+    adp_kl_iso_factor: float = 1.0    # weight of KL pairs of two isotropic atoms (relative)
     find_links: bool = True           # add links found by distance (disulfides, glycans, ...)
     nonbonded: NonbondedParameters = field(default_factory=NonbondedParameters)
 
@@ -132,7 +133,14 @@ class Restraints:
         if kind == "adp_kl":
             from .adp_kl import kl_value_and_gradient
             r = self.kl_pairs
-            v, gb, gu, act = kl_value_and_gradient(r.idx, r.sigma, state.b_iso, state.u_aniso,
+            sigma = r.sigma
+            f = self.params.adp_kl_iso_factor
+            if f != 1.0 and len(r):
+                # pairs of two isotropic atoms (1 parameter each, not 6) are restrained more loosely
+                ani = np.asarray(state.is_aniso, bool)
+                both_iso = ~ani[r.idx[:, 0]] & ~ani[r.idx[:, 1]]
+                sigma = np.where(both_iso, sigma / np.sqrt(f), sigma)
+            v, gb, gu, act = kl_value_and_gradient(r.idx, sigma, state.b_iso, state.u_aniso,
                                                    state.is_aniso, grad)
             return v, ({"b_iso": gb, "u_aniso": gu} if grad else None), act
         u = np.ascontiguousarray(state.u_aniso, dtype=np.float64)

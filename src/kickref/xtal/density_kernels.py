@@ -236,6 +236,12 @@ def gather(grid, centers, amp, quad, radius, g, recip_len, step, aniso, want_xyz
                     for w in range(w0, w1 + 1):
                         m = row[iw]
                         if want_adp and an:
+                            dxx = dx * dx
+                            dyy = dy * dy
+                            dzz = dz * dz
+                            dxy = dx * dy
+                            dxz = dx * dz
+                            dyz = dy * dz
                             for k in range(n_g):
                                 t = m * e[k]
                                 s0[k] += t
@@ -243,12 +249,12 @@ def gather(grid, centers, amp, quad, radius, g, recip_len, step, aniso, want_xyz
                                     s1[k, 0] += t * dx
                                     s1[k, 1] += t * dy
                                     s1[k, 2] += t * dz
-                                s2[k, 0] += t * dx * dx
-                                s2[k, 1] += t * dy * dy
-                                s2[k, 2] += t * dz * dz
-                                s2[k, 3] += t * dx * dy
-                                s2[k, 4] += t * dx * dz
-                                s2[k, 5] += t * dy * dz
+                                s2[k, 0] += t * dxx
+                                s2[k, 1] += t * dyy
+                                s2[k, 2] += t * dzz
+                                s2[k, 3] += t * dxy
+                                s2[k, 4] += t * dxz
+                                s2[k, 5] += t * dyz
                                 e[k] *= r[k]
                                 r[k] *= fw[k]
                         elif want_adp:
