@@ -41,7 +41,7 @@ def add_parser(sub):
     g = p.add_argument_group("target and weights")
     g.add_argument("--target", choices=["ml-free-kick", "ml", "ls", "difference-map"], default=D.target,
                    help="ml-free-kick: likelihood with D, sigma estimated on the work set with a kicked model "
-                        "(MAIN's default, and kickref's); ml: D, sigma from the test set; ls: least squares; "
+                        "(MAIN's default); ml: D, sigma from the test set (kickref's default; free kick when the test set has < 50 reflections); ls: least squares; "
                         "difference-map: follow the Fo-Fc map, re-phased every --rephase-every steps")
     g.add_argument("--free-kick", type=float, default=D.free_kick, metavar="Å",
                    help=f"kick amplitude for ml-free-kick (default {D.free_kick})")
@@ -57,8 +57,10 @@ def add_parser(sub):
                    help="kl: KL-divergence similarity of neighbouring atoms (default); simple: B similarity "
                         "of bonded atoms and U similarity/rigid bond")
     g = p.add_argument_group("what is refined")
-    g.add_argument("--adp", choices=["keep", "iso", "aniso"], default="keep",
-                   help="ADP model: keep each atom's kind (default), all isotropic, all anisotropic")
+    g.add_argument("--adp", choices=["auto", "keep", "iso", "aniso"], default=D.adp,
+                   help="ADP model: keep each atom's kind, all isotropic, all anisotropic, or auto "
+                        "(default: all non-H atoms anisotropic when at least half of them come "
+                        "anisotropic, else keep)")
     g.add_argument("--refine-occupancy", action="store_true",
                    help="also refine occupancies of partial single-conformer ligands and waters")
     g.add_argument("--fix-xyz", action="store_true", help="do not refine coordinates")

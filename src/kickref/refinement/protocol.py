@@ -27,18 +27,20 @@ from .parameters import EIGHT_PI2, CombinedParameters, Parameters, find_occupanc
 
 @dataclass
 class RefineOptions:
-    target: str = "ml-free-kick"       # 'ml-free-kick' (MAIN's default), 'ml' (D, S from the test set), 'ls',
+    target: str = "ml"                 # 'ml' (D, S from the test set; free kick when it has < 50
+                                       # reflections), 'ml-free-kick' (MAIN's default), 'ls',
                                        # 'difference-map' (Fo−Fc map, re-phased every N steps)
-    cycles: int = 5                    # macro-cycles (at most: see convergence)
+    cycles: int = 3                    # macro-cycles (at most: see convergence)
     xyz_steps: int = 25                # L-BFGS iterations per macro-cycle for coordinates (+ADPs)
     adp_steps: int = 25                # ... for ADPs
     occ_steps: int = 10
     rephase_every: int = 20            # steps between re-phasings inside a stage
     weight_every: int = 100            # steps between X-ray weight adjustments (MAIN default)
-    bond_rmsd: float = 0.01            # Å, target of the weight adjustment (non-H bonds; MAIN: 0.02)
+    bond_rmsd: float = 0.008           # Å, target of the weight adjustment (non-H bonds; MAIN: 0.02)
     weight: float | None = None        # fixed X-ray weight (no adjustment)
-    adp_weight: float = 0.3            # scale of the ADP restraints
-    adp: str = "keep"                  # keep | iso | aniso
+    adp_weight: float = 0.6            # scale of the ADP restraints
+    adp: str = "auto"                  # keep | iso | aniso | auto (aniso for all non-H atoms when
+                                       # at least half of them come anisotropic, else keep)
     refine_occupancy: bool = False     # partial single-conformer ligands/waters too
     fix_xyz: bool = False
     fix_b: bool = False
@@ -57,8 +59,8 @@ class RefineOptions:
     h_b_factor: float = 1.2            # B of a riding H = this × B_eq of its parent
     scale_target: str = "ls"           # bulk solvent and aniso scale fitted by 'ls' or refitted by 'ml'
     adp_iso_factor: object = "auto"    # relative weight of ADP restraints between two isotropic
-                                       # atoms; auto: (d_min/2.3 Å)³ within [0.3, 1] (looser at high
-                                       # resolution, where more data back each B)
+                                       # atoms; auto: 0.5·(d_min/2.3 Å)³ within [0.15, 0.5] (looser
+                                       # at high resolution, where more data back each B)
     cool: int = 0                      # kick cooling cycles (MAIN fast cooling); 0: plain cycles
     kick: object = (0.8, 0.0)          # coordinate kick amplitude (start, end), Å
     kick_b: object = (5.0, 0.0)        # B kick amplitude (start, end), Å²
@@ -136,7 +138,7 @@ class Refinement:
             self.difference_map = data_term = DifferenceMapTarget(self.fmodel)
         f = o.adp_iso_factor
         if f == "auto":
-            f = float(np.clip((data.d_min / 2.3) ** 3, 0.3, 1.0))
+            f = float(np.clip(0.5 * (data.d_min / 2.3) ** 3, 0.15, 0.5))
         restraints.params.adp_kl_iso_factor = float(f)
         hp0 = getattr(restraints, "hydrogen_parents", None)
         riding = hp0 is not None and (np.asarray(hp0) >= 0).any()
@@ -171,6 +173,13 @@ class Refinement:
     # ----------------------------------------------------------------- setup
     def _apply_adp_mode(self, mode):
         m = self.model
+        if mode == "auto":
+            heavy = ~m.is_hydrogen
+            frac = float(m.is_aniso[heavy].mean()) if heavy.any() else 0.0
+            mode = "aniso" if frac >= 0.5 else "keep"
+            if mode == "aniso" and not m.is_aniso[heavy].all():
+                self.log(f"ADPs: {frac:.0%} of the non-H atoms come anisotropic: all refined anisotropically "
+                         f"(--adp keep to keep the others isotropic)")
         if mode == "iso":
             if m.is_aniso.any():
                 m.b_iso[m.is_aniso] = EIGHT_PI2 / 3.0 * m.u_aniso[m.is_aniso, :3].sum(axis=1)
@@ -181,7 +190,7 @@ class Refinement:
             m.u_aniso[iso] = np.column_stack([u, u, u, 0 * u, 0 * u, 0 * u])
             m.is_aniso[iso] = True
         elif mode != "keep":
-            raise ValueError(f"adp must be keep, iso or aniso, not {mode!r}")
+            raise ValueError(f"adp must be auto, keep, iso or aniso, not {mode!r}")
 
     # --------------------------------------------------------------- phasing
     def rephase(self, full: bool = True):
