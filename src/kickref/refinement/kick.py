@@ -215,9 +215,10 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
     """MAIN's fast cooling on a :class:`~kickref.refinement.protocol.Refinement`.
 
     ``cool`` cycles of: kick the movable atoms (coordinates by K Å, B by K_B Å², amplitudes from
-    :func:`kick_schedule` over the cycles with ``law``) → minimize ``steps`` steps (default the
-    refinement's ``xyz_steps``; the same stages as a macro-cycle of ``Refinement.run``, re-phasing
-    every ``rephase_every`` steps inside) → full re-phase → record the cycle (log line).
+    :func:`kick_schedule` over the cycles with ``law``) → minimize coordinates ``steps`` steps
+    (default the refinement's ``xyz_steps``), then ADPs (``adp_steps``) and occupancies, as a
+    macro-cycle of ``Refinement.run`` with strategy 'alternate', re-phasing every
+    ``rephase_every`` steps inside → full re-phase → record the cycle (log line).
     ``kick``/``kick_b``: (start, end) or one number (constant). ``selection``: atoms to kick
     (default: the refinement's movable atoms). Returns ``refinement.finish(timings)`` (a
     RefinementResult) or, with ``finish=False``, the list of CycleStats recorded.
@@ -250,7 +251,14 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
                 _kick_b_values(ref.state, kb[i], sel, rng, hydrogens=is_h)
                 ref.p_adp.update_hydrogen_b(ref.state)
             ref.rephase(full=False)
-            ref.macro_cycle(steps)
+            # after a kick, coordinates first (ADPs fixed), then ADPs: minimized together, the B
+            # values of the displaced atoms inflate to hide the kick and recover slowly
+            # (measured on 5e5z: <B> 4.6 → 11.7 Å² in one combined cycle, R-work 0.29 vs 0.19)
+            strategy, o.strategy = o.strategy, "alternate"
+            try:
+                ref.macro_cycle(steps)
+            finally:
+                o.strategy = strategy
             note = f"kick {kx[i]:.2f} Å, B {kb[i]:.1f} Å²" + (" interrupted" if ref.stop else "")
             recorded.append(ref.record(first + i + 1, t0, note))
     timings["kick_cooling"] = timings["total"] = time.perf_counter() - t0

@@ -22,7 +22,7 @@ from ..model import select_atoms  # noqa: F401 (re-exported)
 from ..xtal.fmodel import FModel
 from .energy import AtomState, Energy
 from .minimize import StopFlag, minimize_energy
-from .parameters import EIGHT_PI2, CombinedParameters, Parameters, find_occupancy_groups
+from .parameters import B_MIN, EIGHT_PI2, CombinedParameters, Parameters, find_occupancy_groups
 
 
 @dataclass
@@ -30,7 +30,7 @@ class RefineOptions:
     target: str = "ml"                 # 'ml' (D, S from the test set; free kick when it has < 50
                                        # reflections), 'ml-free-kick' (MAIN's default), 'ls',
                                        # 'difference-map' (Fo−Fc map, re-phased every N steps)
-    cycles: int = 3                    # macro-cycles (at most: see convergence)
+    cycles: int = 8                    # macro-cycles (at most: see convergence)
     xyz_steps: int = 25                # L-BFGS iterations per macro-cycle for coordinates (+ADPs)
     adp_steps: int = 25                # ... for ADPs
     occ_steps: int = 10
@@ -49,8 +49,8 @@ class RefineOptions:
     seed: int = 1
     scale_shells: object = "auto"
     bulk_solvent: bool = True
-    convergence: float = 5e-4          # stop when R-work changes less than this over a cycle
-    min_cycles: int = 2
+    convergence: float = 2e-3          # stop when R-work changes less than this over a cycle
+    min_cycles: int = 3
     precondition: bool = True          # diagonal preconditioning from curvature estimates
     strategy: str = "combined"         # 'combined': xyz and ADPs in one minimization; 'alternate'
     adp_restraints: str = "kl"         # 'kl': KL-divergence similarity of neighbours (+ rigid bond);
@@ -186,7 +186,7 @@ class Refinement:
                 m.is_aniso[:] = False
         elif mode == "aniso":
             iso = ~m.is_aniso & ~m.is_hydrogen
-            u = m.b_iso[iso] / EIGHT_PI2
+            u = np.maximum(m.b_iso[iso], B_MIN) / EIGHT_PI2     # B = 0 in some deposited files
             m.u_aniso[iso] = np.column_stack([u, u, u, 0 * u, 0 * u, 0 * u])
             m.is_aniso[iso] = True
         elif mode != "keep":
