@@ -70,6 +70,9 @@ def add_parser(sub):
     g = p.add_argument_group("cycles")
     g.add_argument("--cycles", type=int, default=D.cycles,
                    help=f"macro-cycles at most (default {D.cycles}; stops earlier when R-work settles)")
+    g.add_argument("--convergence", type=float, default=D.convergence, metavar="DR",
+                   help=f"stop once R-work changes by less than DR over a cycle, after at least "
+                        f"{D.min_cycles} cycles (default {D.convergence}; 0: always run --cycles)")
     g.add_argument("--xyz-steps", type=int, default=D.xyz_steps,
                    help=f"L-BFGS steps per cycle for coordinates and ADPs (default {D.xyz_steps})")
     g.add_argument("--adp-steps", type=int, default=D.adp_steps,
@@ -172,7 +175,7 @@ def run(args):
                 selection=args.select, free_kick=args.free_kick, seed=args.seed,
                 scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent,
                 cool=args.cool, kick=args.kick, kick_b=args.kick_b,
-                kick_law=args.kick_law)
+                kick_law=args.kick_law, convergence=args.convergence)
     if args.cool:
         bar.total = max(1, args.cool * args.xyz_steps * 6 // 5)
     log(f"kickref refine {args.model} {args.data}")

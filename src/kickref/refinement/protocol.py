@@ -64,6 +64,9 @@ class RefineOptions:
     cool: int = 0                      # kick cooling cycles (MAIN fast cooling); 0: plain cycles
     kick: object = (0.8, 0.0)          # coordinate kick amplitude (start, end), Å
     kick_b: object = (5.0, 0.0)        # B kick amplitude (start, end), Å²
+    kick_settle: int = 0               # restraint-only steps after each coordinate kick
+    kick_strategy: str = "alternate"   # minimization after a kick: coordinates then ADPs
+                                       # ('alternate'), or as the plain cycles ('combined')
     kick_law: str = "linear"           # linear | square | exponential
 
     def as_dict(self) -> dict:
