@@ -156,33 +156,21 @@ def within_budget(n_kick, n_plain) -> bool:
 
 
 # ---------------------------------------------------------------- table and acceptance
-def _f(x, fmt):
-    return rb._f(x, fmt)
-
+_f = rb._f                   # "-" for a missing value
 
 COLUMNS = [("case", 5, None), ("method", 7, None), ("settings", 66, None), ("n_eval", 6, "d"),
            ("/plain", 6, ".2f"), ("R-work", 7, ".4f"), ("R-free", 7, ".4f"), ("bond Å", 7, ".4f"),
            ("angle °", 7, ".3f"), ("xyz Å", 6, ".3f"), ("time s", 6, ".1f")]
 
 
+def row_values(r, j) -> list:
+    return [r["case"], r["method"], r.get("settings", ""), r.get("n_eval"), r.get("n_eval_ratio"),
+            j.get("r_work"), j.get("r_free"), j.get("bond_rmsd"), j.get("angle_rmsd"),
+            j.get("xyz_rmsd"), r.get("wall_s")]
+
+
 def format_table(rows) -> str:
-    head = "  ".join(f"{n:<{w}}" if fmt is None else f"{n:>{w}}" for n, w, fmt in COLUMNS)
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        j = r.get("judge", {})
-        vals = [r["case"], r["method"], r.get("settings", ""), r.get("n_eval"), r.get("n_eval_ratio"),
-                j.get("r_work"), j.get("r_free"), j.get("bond_rmsd"), j.get("angle_rmsd"),
-                j.get("xyz_rmsd"), r.get("wall_s")]
-        cells = [f"{str(v):<{w}}" if fmt is None else f"{_f(v, fmt):>{w}}"
-                 for (n, w, fmt), v in zip(COLUMNS, vals)]
-        line = "  ".join(cells)
-        note = r.get("error") or j.get("r_error") or j.get("geometry_error")
-        if note:
-            line += f"   ! {note[:120]}"
-        if r.get("reused"):
-            line += "   (reused)"
-        lines.append(line)
-    return "\n".join(lines)
+    return rb.format_table(rows, COLUMNS, row_values)
 
 
 def compare(rows, cases, settings) -> list[dict]:

@@ -206,17 +206,22 @@ COLUMNS = [("case", 5, None), ("start", 9, None), ("program", 10, None),
            ("xyz Å", 6, ".3f"), ("time s", 7, ".1f"), ("peak MiB", 8, ".0f"), ("t kick/serv", 11, ".2f")]
 
 
-def format_table(rows) -> str:
-    head = "  ".join(f"{name:<{w}}" if fmt is None else f"{name:>{w}}" for name, w, fmt in COLUMNS)
+def row_values(r, j) -> list:
+    """The COLUMNS values of one result row ``r`` with judge ``j``."""
+    return [r["case"], r["mode"], r["program"], j.get("r_work"), j.get("r_free"), j.get("bond_rmsd"),
+            j.get("angle_rmsd"), j.get("xyz_rmsd"), r.get("wall_s"), r.get("peak_rss_mib"),
+            r.get("time_ratio")]
+
+
+def format_table(rows, columns=COLUMNS, values=row_values) -> str:
+    """A fixed-width table: ``columns`` (name, width, format or None for text), ``values(row,
+    judge)`` per row; errors and reuse are noted after the row."""
+    head = "  ".join(f"{name:<{w}}" if fmt is None else f"{name:>{w}}" for name, w, fmt in columns)
     lines = [head, "-" * len(head)]
     for r in rows:
         j = r.get("judge", {})
-        vals = [r["case"], r["mode"], r["program"], j.get("r_work"), j.get("r_free"), j.get("bond_rmsd"),
-                j.get("angle_rmsd"), j.get("xyz_rmsd"), r.get("wall_s"), r.get("peak_rss_mib"),
-                r.get("time_ratio")]
-        cells = []
-        for (name, w, fmt), v in zip(COLUMNS, vals):
-            cells.append(f"{v:<{w}}" if fmt is None else f"{_f(v, fmt):>{w}}")
+        cells = [f"{str(v):<{w}}" if fmt is None else f"{_f(v, fmt):>{w}}"
+                 for (name, w, fmt), v in zip(columns, values(r, j))]
         line = "  ".join(cells)
         note = r.get("error") or j.get("r_error") or j.get("geometry_error")
         if note:

@@ -1,12 +1,11 @@
 """Options shared by the subcommands that read a model and diffraction data."""
 from __future__ import annotations
 
-import json
-import math
 import sys
 import warnings
 
-from ..io.files import refuse_overwrite_inputs, write_text_atomic
+from ..io.files import refuse_overwrite_inputs
+from ..io.files import write_json_atomic as write_json  # noqa: F401  (used by the subcommands)
 
 
 def add_input_arguments(p, data: bool = True):
@@ -44,22 +43,6 @@ def load_options(args) -> dict:
 
 def check_outputs(outputs, args):
     refuse_overwrite_inputs(outputs, [getattr(args, "model", None), getattr(args, "data", None)])
-
-
-def write_json(path, obj):
-    write_text_atomic(path, json.dumps(_clean(obj), indent=1) + "\n")
-
-
-def _clean(o):
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if hasattr(o, "tolist"):
-        return _clean(o.tolist())
-    return o
 
 
 def show_warnings():

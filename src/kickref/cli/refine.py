@@ -195,7 +195,6 @@ def run(args):
 def run_map(args, paths):
     """Real-space refinement toward a map, or density combination (--dens-comb)."""
     from ..io.models import write_model
-    from ..io.outputs import _clean
     from .common import write_json
     lines = []
 
@@ -224,7 +223,7 @@ def run_map(args, paths):
     write_model(model, paths["cif"])
     summary = {"program": "kickref", "mode": "density combination" if args.dens_comb else "real-space",
                "map": args.map or args.map_coeffs, **info}
-    write_json(paths["json"], _clean(summary))
+    write_json(paths["json"], summary)
     from ..io.files import write_text_atomic
     write_text_atomic(paths["log"], "\n".join(lines) + "\n")
     written = [paths["pdb"], paths["cif"], paths["json"], paths["log"]] + list(info.get("files", []))

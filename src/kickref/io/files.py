@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -50,6 +52,24 @@ def write_text_atomic(path, text: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
+
+
+def json_ready(o):
+    """``o`` with numpy arrays/scalars as lists/numbers, NaN/inf as None, dict keys as strings."""
+    if isinstance(o, dict):
+        return {str(k): json_ready(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [json_ready(v) for v in o]
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if hasattr(o, "tolist"):
+        return json_ready(o.tolist())
+    return o
+
+
+def write_json_atomic(path, obj) -> None:
+    """``obj`` (through :func:`json_ready`) as indented JSON, written atomically."""
+    write_text_atomic(path, json.dumps(json_ready(obj), indent=1) + "\n")
 
 
 def refuse_overwrite_inputs(outputs, inputs) -> None:

@@ -6,32 +6,18 @@ otherwise). Every file is written to a temporary name and renamed.
 """
 from __future__ import annotations
 
-import json
-import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .files import atomic_path, write_text_atomic
+from .files import atomic_path, json_ready, write_json_atomic, write_text_atomic
 from .maps import write_map_coefficients
 from .models import write_model
 
 
-def _clean(o):
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if hasattr(o, "tolist"):
-        return _clean(o.tolist())
-    return o
-
-
 def summary_dict(result, inputs: dict | None = None) -> dict:
     s = result.statistics
-    return _clean({
+    return json_ready({
         "program": "kickref",
         "inputs": inputs or {},
         "interrupted": result.interrupted,
@@ -110,7 +96,7 @@ def write_refinement_outputs(result, prefix, log_lines=(), inputs: dict | None =
         write_map_coefficients(result.map_coefficients, paths["mtz"])
     else:
         paths.pop("mtz")
-    write_text_atomic(paths["json"], json.dumps(summary_dict(result, inputs), indent=1) + "\n")
+    write_json_atomic(paths["json"], summary_dict(result, inputs))
     write_text_atomic(paths["log"], "\n".join(log_lines) + "\n")
     if not plot_cycles(result.cycles, paths["png"], title=Path(paths["pdb"]).stem):
         print("note: matplotlib not installed; no plot written", file=sys.stderr)

@@ -57,6 +57,15 @@ class AtomGradient:
         self.occ += scale * other.occ
         return self
 
+    def expanded(self, n: int, index) -> "AtomGradient":
+        """A gradient over ``n`` atoms holding this one's rows at ``index`` (zero elsewhere)."""
+        g = AtomGradient(n)
+        g.xyz[index] = self.xyz
+        g.b_iso[index] = self.b_iso
+        g.u_aniso[index] = self.u_aniso
+        g.occ[index] = self.occ
+        return g
+
     def norm_xyz(self) -> float:
         return float(np.sqrt((self.xyz ** 2).sum()))
 

@@ -27,9 +27,6 @@ import time
 
 import numpy as np
 
-from .energy import Energy
-from .minimize import minimize_energy
-
 from .energy import AtomState
 
 EIGHT_PI2 = 8.0 * math.pi ** 2
@@ -107,6 +104,15 @@ def _selection_mask(obj, selection, n, model=None):
     return resolve_selection(selection, n, model)
 
 
+def _hydrogen_mask(obj, hydrogens, n, model=None) -> np.ndarray:
+    """``hydrogens`` as a bool mask; default: ``obj``'s (or ``model``'s) is_hydrogen, else none."""
+    if hydrogens is None:
+        hydrogens = getattr(obj, "is_hydrogen", None)
+        if hydrogens is None and model is not None:
+            hydrogens = model.is_hydrogen
+    return np.zeros(n, bool) if hydrogens is None else np.asarray(hydrogens, bool)
+
+
 def nearest_heavy_parents(xyz: np.ndarray, is_hydrogen: np.ndarray) -> np.ndarray:
     """Index of the nearest non-hydrogen atom for each hydrogen (−1 for the others)."""
     from scipy.spatial import cKDTree
@@ -131,11 +137,7 @@ def kick_coordinates(obj, amplitude: float, selection=None, rng=None, *, seed=No
     xyz = obj.xyz
     n = len(xyz)
     sel = _selection_mask(obj, selection, n, model)
-    if hydrogens is None:
-        hydrogens = getattr(obj, "is_hydrogen", None)
-        if hydrogens is None and model is not None:
-            hydrogens = model.is_hydrogen
-    is_h = np.zeros(n, bool) if hydrogens is None else np.asarray(hydrogens, bool)
+    is_h = _hydrogen_mask(obj, hydrogens, n, model)
     rng = _as_rng(rng, seed)
     moving = sel & ~is_h
     m = int(moving.sum())
@@ -176,11 +178,7 @@ def kick_b(obj, amplitude: float, selection=None, rng=None, *, seed=None, model=
     """
     n = len(obj.b_iso)
     sel = _selection_mask(obj, selection, n, model)
-    if hydrogens is None:
-        hydrogens = getattr(obj, "is_hydrogen", None)
-        if hydrogens is None and model is not None:
-            hydrogens = model.is_hydrogen
-    is_h = np.zeros(n, bool) if hydrogens is None else np.asarray(hydrogens, bool)
+    is_h = _hydrogen_mask(obj, hydrogens, n, model)
     rng = _as_rng(rng, seed)
     idx = np.flatnonzero(sel & ~is_h)
     if amplitude <= 0 or len(idx) == 0:
@@ -233,7 +231,7 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
     kx = kick_schedule(k0, k1, cool, law)
     kb = kick_schedule(b0, b1, cool, law)
     steps = o.xyz_steps if steps is None else int(steps)
-    settle = int(getattr(o, "kick_settle", 0))
+    settle = int(o.kick_settle)
     rng = np.random.default_rng(seed)
     sel = ref.movable.copy()
     if selection is not None:
@@ -256,15 +254,10 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
                 ref.p_adp.update_hydrogen_b(ref.state)
             if kx[i] > 0 and settle > 0 and not o.fix_xyz:
                 # MAIN: "the distortions are removed in approximately 10 steps of minimization";
-                # restraint-only steps (no structure factors) remove them before the data see them
-                geometry = Energy(ref.geometry_terms)
-                minimize_energy(geometry, ref.p_xyz, ref.state, settle, ref.stop, on_eval=ref._on_eval)
+                # restraint-only steps remove them before the data see them
+                ref.minimize_geometry(settle)
             ref.rephase(full=False)
-            strategy, o.strategy = o.strategy, (o.kick_strategy or o.strategy)
-            try:
-                ref.macro_cycle(steps)
-            finally:
-                o.strategy = strategy
+            ref.macro_cycle(steps, strategy=o.kick_strategy)
             note = f"kick {kx[i]:.2f} Å, B {kb[i]:.1f} Å²" + (" interrupted" if ref.stop else "")
             recorded.append(ref.record(first + i + 1, t0, note))
     timings["kick_cooling"] = timings["total"] = time.perf_counter() - t0

@@ -66,7 +66,9 @@ class RefineOptions:
     kick_b: object = (5.0, 0.0)        # B kick amplitude (start, end), Å²
     kick_settle: int = 0               # restraint-only steps after each coordinate kick
     kick_strategy: str = "alternate"   # minimization after a kick: coordinates then ADPs
-                                       # ('alternate'), or as the plain cycles ('combined')
+                                       # ('alternate'), or as the plain cycles ('combined': the
+                                       # B values of kicked atoms inflate to hide the kick; 5e5z
+                                       # <B> 4.6 → 11.7 Å² in one cycle)
     kick_law: str = "linear"           # linear | square | exponential
 
     def as_dict(self) -> dict:
@@ -331,11 +333,13 @@ class Refinement:
         self.log(format_cycle(c))
         return c
 
-    def macro_cycle(self, steps: int | None = None):
-        """One macro-cycle: coordinates and ADPs (together or in turn), occupancies, full re-phase."""
+    def macro_cycle(self, steps: int | None = None, strategy: str | None = None):
+        """One macro-cycle: coordinates and ADPs (together or in turn: ``strategy``, default the
+        options'), occupancies, full re-phase."""
         o = self.options
         steps = o.xyz_steps if steps is None else int(steps)
-        combined = o.strategy == "combined" and not o.fix_xyz and not o.fix_b and self.p_xyz.n > 0
+        strategy = strategy or o.strategy
+        combined = strategy == "combined" and not o.fix_xyz and not o.fix_b and self.p_xyz.n > 0
         if combined:
             # coordinates, ADPs and occupancies in one minimization (occupancies: few parameters,
             # a separate stage cost as many structure-factor evaluations as the rest)
@@ -365,6 +369,12 @@ class Refinement:
         self.record(0, t0, "start")
         self.regularize(t0)
 
+    def minimize_geometry(self, steps: int):
+        """``steps`` L-BFGS steps on the coordinates with the restraints alone (no structure
+        factors: cheap)."""
+        minimize_energy(Energy(self.geometry_terms), self.p_xyz, self.state, steps, self.stop,
+                        on_eval=self._on_eval)
+
     def regularize(self, t0, max_steps: int = 100):
         """When the starting geometry is far from ideal (bond RMSD > max(0.05 Å, 3 × target)),
         minimize the restraint energy alone until the bonds are within twice the target (at most
@@ -374,10 +384,9 @@ class Refinement:
         bond = self.geometry_rmsd()[0]
         if o.fix_xyz or not self.p_xyz.n or bond <= max(0.05, 3 * o.bond_rmsd):
             return
-        geometry = Energy(self.geometry_terms)          # restraints only: cheap steps
         done = 0
         while done < max_steps and not self.stop and bond > 2 * o.bond_rmsd:
-            minimize_energy(geometry, self.p_xyz, self.state, 25, self.stop, on_eval=self._on_eval)
+            self.minimize_geometry(25)
             done += 25
             bond = self.geometry_rmsd()[0]
         self.rephase(full=True)

@@ -297,12 +297,7 @@ class Restraints:
                 new_start.append(len(new_atoms))
                 sig.append(p.sigma[k])
                 lab.append(p.extra["label"][k])
-        new_start = np.array(new_start, dtype=np.int64)
-        R.planes = RestraintSet(np.zeros((len(sig), 0), np.int64), np.zeros(len(sig)),
-                                np.array(sig, dtype=np.float64),
-                                {"atoms": np.array(new_atoms, dtype=np.int64), "start": new_start,
-                                 "plane_of": np.repeat(np.arange(len(sig)), np.diff(new_start)),
-                                 "label": lab})
+        R.planes = plane_set(new_atoms, new_start, sig, lab)
         return R
 
     def update_riding(self, xyz) -> None:
@@ -467,12 +462,17 @@ def _extract(R, topo, params):
         start.append(len(atoms))
         sig.append(p.restr.esd)
         lab.append(p.restr.label)
+    R.planes = plane_set(atoms, start, sig, lab)
+
+
+def plane_set(atoms, start, sigma, labels) -> RestraintSet:
+    """Planes as a RestraintSet: atom indices of all planes concatenated (``atoms``), plane k's
+    atoms at ``atoms[start[k]:start[k+1]]`` (``start`` begins with 0), σ per plane (Å)."""
     start = np.array(start, dtype=np.int64)
-    R.planes = RestraintSet(np.zeros((len(sig), 0), np.int64), np.zeros(len(sig)),
-                            np.array(sig, dtype=np.float64),
-                            {"atoms": np.array(atoms, dtype=np.int64), "start": start,
-                             "plane_of": np.repeat(np.arange(len(sig)), np.diff(start)),
-                             "label": lab})
+    n = len(sigma)
+    return RestraintSet(np.zeros((n, 0), np.int64), np.zeros(n), np.array(sigma, dtype=np.float64),
+                        {"atoms": np.array(atoms, dtype=np.int64), "start": start,
+                         "plane_of": np.repeat(np.arange(n), np.diff(start)), "label": labels})
 
 
 def _links(R, st, topo, n_records):

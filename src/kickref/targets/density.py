@@ -502,13 +502,7 @@ class DensityTarget(EnergyTerm):
             return value, None
         gmap = (m * m.dtype.type(-dv)).astype(calc.dtype, copy=False)
         gs = calc.gather_gradient(sub, self._el_sel, gmap, blur, self.want)
-        g = AtomGradient(state.n_atoms)
-        idx = self.index
-        g.xyz[idx] = gs.xyz
-        g.b_iso[idx] = gs.b_iso
-        g.u_aniso[idx] = gs.u_aniso
-        g.occ[idx] = gs.occ
-        return value, g
+        return value, gs.expanded(state.n_atoms, self.index)
 
 
 def write_density_map(dmap: DensityMap, path, structure=None, margin: float = 5.0) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..refinement.energy import AtomGradient, AtomState, EnergyTerm
+from ..refinement.energy import AtomState, EnergyTerm
 from ..xtal.structure_factors import StructureFactorCalculator
 from .density import orbit_factors, resolve_selection, sub_state
 
@@ -77,13 +77,7 @@ class MapConvolutionTerm(EnergyTerm):
         gs = self.calc.gather_gradient(sub, self._el_sel, self.gmap, self.blur, self.want)
         if self.all_atoms:
             return value, gs
-        g = AtomGradient(state.n_atoms)
-        idx = self.index
-        g.xyz[idx] = gs.xyz
-        g.b_iso[idx] = gs.b_iso
-        g.u_aniso[idx] = gs.u_aniso
-        g.occ[idx] = gs.occ
-        return value, g
+        return value, gs.expanded(state.n_atoms, self.index)
 
 
 class DifferenceMapTarget(MapConvolutionTerm):
