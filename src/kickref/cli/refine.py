@@ -77,8 +77,10 @@ def add_parser(sub):
                    help=f"L-BFGS steps per cycle for coordinates and ADPs (default {D.xyz_steps})")
     g.add_argument("--adp-steps", type=int, default=D.adp_steps,
                    help=f"ADP steps per cycle with --strategy alternate (default {D.adp_steps})")
-    g.add_argument("--strategy", choices=["combined", "alternate"], default=D.strategy,
-                   help="combined: coordinates and ADPs in one minimization (default); alternate: in turn")
+    g.add_argument("--strategy", choices=["auto", "combined", "alternate"], default=D.strategy,
+                   help="combined: coordinates and ADPs in one minimization; alternate: in turn; "
+                        f"auto (default): alternate for a cycle that starts with R-work > {D.far_r_work} "
+                        "(far from the data), combined otherwise")
     g.add_argument("--rephase-every", type=int, default=D.rephase_every, metavar="N",
                    help=f"re-phase (Fc, scale, D/sigma) every N steps (default {D.rephase_every})")
     g.add_argument("--seed", type=int, default=1, help="random seed (free kick, kicks)")

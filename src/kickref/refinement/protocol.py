@@ -52,7 +52,10 @@ class RefineOptions:
     convergence: float = 2e-3          # stop when R-work changes less than this over a cycle
     min_cycles: int = 3
     precondition: bool = True          # diagonal preconditioning from curvature estimates
-    strategy: str = "combined"         # 'combined': xyz and ADPs in one minimization; 'alternate'
+    strategy: str = "auto"             # 'combined': xyz and ADPs in one minimization; 'alternate':
+                                       # coordinates, then ADPs; 'auto': alternate for a cycle that
+                                       # starts with R-work > far_r_work, combined otherwise
+    far_r_work: float = 0.25           # 'auto': above this R-work the model is far from the data
     adp_restraints: str = "kl"         # 'kl': KL-divergence similarity of neighbours (+ rigid bond);
                                        # 'simple': B similarity of bonded atoms, U similarity
     term_scales: dict = field(default_factory=dict)   # {term name: scale}; 0 switches a term off
@@ -338,7 +341,7 @@ class Refinement:
         options'), occupancies, full re-phase."""
         o = self.options
         steps = o.xyz_steps if steps is None else int(steps)
-        strategy = strategy or o.strategy
+        strategy = self.cycle_strategy(strategy)
         combined = strategy == "combined" and not o.fix_xyz and not o.fix_b and self.p_xyz.n > 0
         if combined:
             # coordinates, ADPs and occupancies in one minimization (occupancies: few parameters,
@@ -357,6 +360,20 @@ class Refinement:
         if self.p_occ.n and not self.stop and not combined:
             self._stage(self.e_occ, self.p_occ, o.occ_steps, "occ")
         self.rephase(full=True)
+
+    def cycle_strategy(self, strategy: str | None = None) -> str:
+        """'combined' or 'alternate' for the next macro-cycle. 'auto': alternate while the model is
+        far from the data (R-work of the last record > ``far_r_work``): large coordinate shifts
+        are then needed, and the joint xyz+ADP minimization takes them slowly (0.8 Å-shaken 3zt9:
+        R-free 0.186 after 8 cycles starting with one alternating cycle, 0.241 all combined);
+        near convergence the combined minimization is cheaper per cycle."""
+        strategy = strategy or self.options.strategy
+        if strategy == "auto":
+            r = self.cycles[-1].r_work if self.cycles else None
+            strategy = "alternate" if r is not None and r > self.options.far_r_work else "combined"
+        if strategy not in ("combined", "alternate"):
+            raise ValueError(f"strategy must be auto, combined or alternate, not {strategy!r}")
+        return strategy
 
     def start(self, t0):
         """Initial re-phase, weight and the cycle-0 record (once); regularizes a distorted start."""
