@@ -92,6 +92,26 @@ def test_weight_adjustment_moves_toward_target(cbs):
     assert fixed.weight == 5.0       # --weight fixes it
 
 
+def test_auto_strategy_alternates_only_far_from_the_data(cbs):
+    from kickref.refinement.protocol import CycleStats
+    m, d = cbs
+    r = build_restraints(m, monlib_dir=MONOMERS)
+    ref = Refinement(m.copy(), d, r, RefineOptions())
+    assert ref.options.strategy == "auto"
+    assert ref.cycle_strategy() == "combined"            # nothing recorded yet
+
+    def at(r_work):
+        ref.cycles = [CycleStats(0, r_work, None, 0.0, "-LL", 0.0, 0.0, 1.0, 0.0, 0)]
+        return ref.cycle_strategy()
+    assert at(0.36) == "alternate"                       # far: coordinates, then ADPs
+    assert at(0.19) == "combined"
+    ref.options.far_r_work = 0.15
+    assert at(0.19) == "alternate"
+    assert ref.cycle_strategy("combined") == "combined"  # an explicit strategy wins
+    with pytest.raises(ValueError):
+        ref.cycle_strategy("sideways")
+
+
 def test_selection_minimize_moves_only_selected(cbs):
     m, d = cbs
     mask = select_atoms(m, "A/10-20")
