@@ -112,6 +112,33 @@ def test_auto_strategy_alternates_only_far_from_the_data(cbs):
         ref.cycle_strategy("sideways")
 
 
+def test_overall_b_moves_from_scale_to_atoms_without_changing_fmodel(cbs):
+    m, d = cbs
+    r = build_restraints(m, monlib_dir=MONOMERS)
+    ref = Refinement(m.copy(), d, r, RefineOptions())
+    ref.rephase()
+    fm = ref.fmodel
+    fm.scale.b_aniso[:3] += 4.0                      # an overall B of 4 Å² held by the scale
+    fm.scale.b_aniso[3] += 0.5                       # (and an anisotropic part, which stays)
+    before = fm.f_model.copy()
+    b_atoms = ref.state.b_iso.copy()
+    bsol = fm.scale.b_sol
+    aniso_before = fm.scale.b_aniso.copy()
+    moved = ref.overall_b_to_atoms()
+    heavy = ~m.is_hydrogen
+    assert moved > 3.9
+    assert fm.scale.b_iso_overall == pytest.approx(aniso_before[:3].mean() - moved)
+    assert fm.scale.b_aniso[3] == pytest.approx(aniso_before[3])
+    assert fm.scale.b_sol == pytest.approx(bsol + moved)
+    assert np.allclose(ref.state.b_iso[heavy], b_atoms[heavy] + moved)
+    rel = np.linalg.norm(fm.f_model - before) / np.linalg.norm(before)
+    assert rel < 2e-4                                # F_model unchanged (float32 FFT grids)
+    fixed = Refinement(m.copy(), d, r, RefineOptions(fix_b=True))
+    fixed.rephase()
+    fixed.fmodel.scale.b_aniso[:3] += 4.0
+    assert fixed.overall_b_to_atoms() == 0.0         # fixed ADPs: left in the scale
+
+
 def test_selection_minimize_moves_only_selected(cbs):
     m, d = cbs
     mask = select_atoms(m, "A/10-20")
