@@ -228,3 +228,19 @@ def test_sigint_writes_valid_outputs(tmp_path):
     assert heavy == kickref.read_model(model).n_atoms     # riding hydrogens are added by default
     assert gemmi.read_structure(str(tmp_path / "run.cif"))[0].count_atom_sites() == st[0].count_atom_sites()
     assert gemmi.read_mtz_file(str(tmp_path / "run.mtz")).column_with_label("FWT") is not None
+
+
+def test_cli_overall_b_option_reaches_the_refinement(tmp_path):
+    from kickref.cli import main
+    model, data, _ = case_paths("5e5z")
+    runs = {}
+    for choice in ("atoms", "scale"):
+        prefix = tmp_path / choice
+        rc = main(["refine", str(model), str(data), "--monlib", str(MONOMERS), "-o", str(prefix),
+                   "--cycles", "1", "--overall-b", choice, "-q"])
+        assert rc in (0, None)
+        runs[choice] = json.loads((tmp_path / f"{choice}.json").read_text())
+    assert runs["atoms"]["options"]["overall_b_to_atoms"] is True
+    assert runs["scale"]["options"]["overall_b_to_atoms"] is False
+    # the move changes the refined B values (5e5z: the scale holds a non-zero isotropic B)
+    assert runs["atoms"]["cycles"][-1]["mean_b"] != pytest.approx(runs["scale"]["cycles"][-1]["mean_b"], abs=1e-3)

@@ -56,6 +56,9 @@ def add_parser(sub):
     g.add_argument("--adp-restraints", choices=["kl", "simple"], default=D.adp_restraints,
                    help="kl: KL-divergence similarity of neighbouring atoms (default); simple: B similarity "
                         "of bonded atoms and U similarity/rigid bond")
+    g.add_argument("--overall-b", choices=["atoms", "scale"], default="atoms",
+                   help="atoms (default): at each full re-phase the isotropic B of the overall scale moves "
+                        "into the atoms' B (F_model unchanged); scale: it stays in the scale")
     g = p.add_argument_group("what is refined")
     g.add_argument("--adp", choices=["auto", "keep", "iso", "aniso"], default=D.adp,
                    help="ADP model: keep each atom's kind, all isotropic, all anisotropic, or auto "
@@ -177,7 +180,8 @@ def run(args):
                 selection=args.select, free_kick=args.free_kick, seed=args.seed,
                 scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent,
                 cool=args.cool, kick=args.kick, kick_b=args.kick_b,
-                kick_law=args.kick_law, convergence=args.convergence)
+                kick_law=args.kick_law, convergence=args.convergence,
+                overall_b_to_atoms=args.overall_b == "atoms")
     if args.cool:
         bar.total = max(1, args.cool * args.xyz_steps * 6 // 5)
     log(f"kickref refine {args.model} {args.data}")
