@@ -27,13 +27,14 @@ import sys
 import time
 from pathlib import Path
 
-import gemmi
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(HERE))
 
+import judge as judge_mod  # noqa: E402
 from kickref.api import add_hydrogens, load_inputs  # noqa: E402
 from kickref.refinement import kick as K  # noqa: E402
 from kickref.refinement.protocol import RefineOptions, Refinement  # noqa: E402
@@ -46,18 +47,9 @@ DATA = {"4hg7": "4hg7-data.cif", "1cbs": "1cbs-data.mtz", "3zt9": "3zt9-data.cif
 MAIN_CHAIN = {"N", "CA", "C", "O"}
 
 
-def deposited_positions(case):
+def deposited_path(case) -> Path:
     path = SHARED / "data" / case / f"{case}.cif"
-    if not path.exists():
-        path = path.with_name(path.name + ".gz")
-    st = gemmi.read_structure(str(path))
-    pos = {}
-    for ch in st[0]:
-        for r in ch:
-            for a in r:
-                alt = a.altloc if a.altloc != "\0" else ""
-                pos[(ch.name, str(r.seqid.num) + r.seqid.icode.strip(), r.name, a.name, alt)] = a.pos.tolist()
-    return pos
+    return path if path.exists() else path.with_name(path.name + ".gz")
 
 
 def setup(case, hydrogens=True, **options):
@@ -69,16 +61,16 @@ def setup(case, hydrogens=True, **options):
         model = add_hydrogens(model, str(MONLIB))
     restraints = build_restraints(model, monlib_dir=str(MONLIB), hydrogens="keep")
     ref = Refinement(model, data, restraints, RefineOptions(**options))
-    pos = deposited_positions(case)
-    m = model
-    idx, target, kind = [], [], []
-    for i in range(m.n_atoms):
-        key = (m.chain[i], m.seqid[i], m.resname[i], m.atom_name[i], m.altloc[i])
-        if not m.is_hydrogen[i] and key in pos:
-            idx.append(i)
-            target.append(pos[key])
-            kind.append(2 if m.is_water[i] else (0 if m.atom_name[i] in MAIN_CHAIN else 1))
-    return ref, (np.array(idx), np.array(target), np.array(kind))
+    # atoms matched as judge.py matches them; atom_table lists the non-H atoms in model order
+    keys_m, _ = judge_mod.atom_table(model.structure)
+    keys_r, xyz_r = judge_mod.atom_table(str(deposited_path(case)))
+    row_r = {k: i for i, k in enumerate(keys_r)}
+    heavy = np.flatnonzero(~model.is_hydrogen)
+    found = [(heavy[i], row_r[k]) for i, k in enumerate(keys_m) if k in row_r]
+    idx = np.array([i for i, _ in found], dtype=np.int64)
+    target = xyz_r[[j for _, j in found]]
+    kind = np.where(model.is_water[idx], 2, np.where(np.isin(model.atom_name[idx], list(MAIN_CHAIN)), 0, 1))
+    return ref, (idx, target, kind)
 
 
 def xyz_errors(xyz, reference):

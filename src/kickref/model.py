@@ -67,10 +67,7 @@ class Model:
 
     def b_eq_from_u(self) -> np.ndarray:
         """B_eq (Å²) of the anisotropic atoms; B_iso elsewhere."""
-        b = self.b_iso.copy()
-        m = self.is_aniso
-        b[m] = EIGHT_PI2 / 3.0 * self.u_aniso[m, :3].sum(axis=1)
-        return b
+        return b_equivalent(self.b_iso, self.u_aniso, self.is_aniso)
 
     # ------------------------------------------------------------ gemmi sync
     @classmethod
@@ -145,6 +142,14 @@ class Model:
         if i != self.n_atoms:
             raise RuntimeError("model arrays and structure are out of step")
         return self.structure
+
+
+def b_equivalent(b_iso, u_aniso, is_aniso) -> np.ndarray:
+    """Per-atom B (Å²): B_eq = 8π²/3·tr(U) where ``is_aniso``, ``b_iso`` elsewhere (a new array)."""
+    b = np.array(b_iso, dtype=np.float64)
+    m = np.asarray(is_aniso, bool)
+    b[m] = EIGHT_PI2 / 3.0 * np.asarray(u_aniso)[m, :3].sum(axis=1)
+    return b
 
 
 def select_atoms(model: Model, selection: str | None) -> np.ndarray:

@@ -56,7 +56,7 @@ def add_parser(sub):
     g.add_argument("--adp-restraints", choices=["kl", "simple"], default=D.adp_restraints,
                    help="kl: KL-divergence similarity of neighbouring atoms (default); simple: B similarity "
                         "of bonded atoms and U similarity/rigid bond")
-    g.add_argument("--overall-b", choices=["atoms", "scale"], default="atoms",
+    g.add_argument("--overall-b", choices=["atoms", "scale"], default="atoms" if D.overall_b_to_atoms else "scale",
                    help="atoms (default): at each full re-phase the isotropic B of the overall scale moves "
                         "into the atoms' B (F_model unchanged); scale: it stays in the scale")
     g = p.add_argument_group("what is refined")

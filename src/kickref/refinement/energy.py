@@ -34,6 +34,11 @@ class AtomState:
     def n_atoms(self) -> int:
         return len(self.xyz)
 
+    def b_eq(self) -> np.ndarray:
+        """Per-atom B (Å²): B_eq of anisotropic atoms, B_iso of the others."""
+        from ..model import b_equivalent
+        return b_equivalent(self.b_iso, self.u_aniso, self.is_aniso)
+
     def copy(self) -> "AtomState":
         return AtomState(self.xyz.copy(), self.b_iso.copy(), self.u_aniso.copy(),
                          self.is_aniso.copy(), self.occ.copy())

@@ -19,7 +19,6 @@ import numpy as np
 from ..xtal.form_factors import form_factor
 
 FOUR_PI2 = 4.0 * np.pi ** 2
-EIGHT_PI2 = 8.0 * np.pi ** 2
 
 
 def xray_curvatures(xray, state, n_bins: int = 40) -> dict:
@@ -44,10 +43,7 @@ def xray_curvatures(xray, state, n_bins: int = 40) -> dict:
     elements = fm.elements
     uniq, inv = np.unique(elements, return_inverse=True)
     f2 = form_factor(uniq, s2b) ** 2                                   # (n_el, bins)
-    b = state.b_iso.copy()
-    ani = state.is_aniso
-    if ani.any():
-        b[ani] = EIGHT_PI2 / 3.0 * state.u_aniso[ani, :3].sum(axis=1)
+    b = state.b_eq()
     damp = np.exp(-np.outer(np.maximum(b, 0.0), s2b) / 2.0)             # (n, bins)
     base = 0.5 * nsym * (state.occ ** 2)[:, None] * f2[inv] * damp * A[None, :]
     return {"xyz": base @ (FOUR_PI2 * s2b / 3.0),

@@ -12,7 +12,6 @@ Interrupting (Ctrl-C, or ``stop.set()``) ends the run after the current step wit
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -192,7 +191,7 @@ class Refinement:
                          f"(--adp keep to keep the others isotropic)")
         if mode == "iso":
             if m.is_aniso.any():
-                m.b_iso[m.is_aniso] = EIGHT_PI2 / 3.0 * m.u_aniso[m.is_aniso, :3].sum(axis=1)
+                m.b_iso[:] = m.b_eq_from_u()
                 m.is_aniso[:] = False
         elif mode == "aniso":
             iso = ~m.is_aniso & ~m.is_hydrogen
@@ -247,9 +246,8 @@ class Refinement:
         fm = self.fmodel
         st = self.state
         b = fm.scale.b_iso_overall
-        beq = st.b_iso.copy()
+        beq = st.b_eq()
         ani = st.is_aniso
-        beq[ani] = EIGHT_PI2 / 3.0 * st.u_aniso[ani, :3].sum(axis=1)
         b = max(b, B_MIN - float(beq[heavy].min()))          # no atom below the B bound
         if abs(b) < min_shift:
             return 0.0
@@ -364,9 +362,7 @@ class Refinement:
         b, a, _ = self.geometry_rmsd()
         value, _ = self.xray.compute(self.state, gradient=False)
         heavy = ~self.model.is_hydrogen
-        beq = self.state.b_iso.copy()
-        ani = self.state.is_aniso
-        beq[ani] = EIGHT_PI2 / 3.0 * self.state.u_aniso[ani, :3].sum(axis=1)
+        beq = self.state.b_eq()
         c = CycleStats(cycle, st["r_work"], st["r_free"], value,
                        "-LL" if self.xray.target == "ml" else "LS", b, a, float(self.weight or 0),
                        time.perf_counter() - t0, self.n_eval, fm.scale.k_sol, fm.scale.b_sol,
