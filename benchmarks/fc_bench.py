@@ -33,7 +33,7 @@ def run(case="4iid", repeat=7) -> dict:
     import gemmi
     from kickref.io.models import read_model
     from kickref.io.reflections import read_reflections
-    from kickref.refinement.energy import AtomState
+    from kickref.core.state import AtomState
     from kickref.xtal.structure_factors import StructureFactorCalculator
     info = json.loads((SHARED / "data" / case / "case.json").read_text())
     model = read_model(SHARED / "data" / case / info["model_file"])

@@ -41,7 +41,8 @@ def main(argv=None) -> int:
         return 1
 
     from kickref.io.models import read_model
-    from kickref.refinement.energy import AtomState, Energy
+    from kickref.core.state import AtomState
+    from kickref.refinement.energy import Energy
     from kickref.restraints import build_restraints
 
     model = read_model(case_dir / model_name)

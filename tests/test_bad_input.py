@@ -7,7 +7,7 @@ import gemmi
 import numpy as np
 import pytest
 
-from kickref.errors import InputError
+from kickref.core.errors import InputError
 from kickref.io.reflections import read_map_coefficients, read_reflections
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"

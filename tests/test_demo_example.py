@@ -63,7 +63,7 @@ def test_peptide_is_helical_with_requested_rotamers():
 
 
 def test_peptide_has_ideal_geometry_by_the_restraints():
-    from kickref.model import Model
+    from kickref.core.model import Model
     from kickref.restraints import build_restraints
     st = P.true_structure()
     stats = build_restraints(Model.from_structure(st)).statistics()

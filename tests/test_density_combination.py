@@ -7,7 +7,7 @@ import pytest
 from conftest import MONOMERS, case_paths
 import kickref
 from kickref.refinement.density_combination import DensityCombination, run_density_combination, sphere_mask
-from kickref.refinement.energy import AtomState
+from kickref.core.state import AtomState
 from kickref.restraints import build_restraints
 from kickref.targets.density import density_map_from_coefficients, load_density_map
 

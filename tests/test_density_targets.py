@@ -10,7 +10,8 @@ from conftest import MONOMERS, case_paths
 import kickref
 from kickref.io.maps import map_coefficients_mtz, write_map_coefficients
 from kickref.refinement.density_combination import refine_against_map
-from kickref.refinement.energy import AtomState, Energy
+from kickref.core.state import AtomState
+from kickref.refinement.energy import Energy
 from kickref.refinement.minimize import minimize_energy
 from kickref.refinement.parameters import Parameters
 from kickref.restraints import build_restraints
@@ -18,7 +19,8 @@ from kickref.targets.density import (DensityTarget, bspline_coefficients, calcul
                                      coefficients_to_grid, density_map_from_coefficients,
                                      fourier_resample, grid_to_coefficients, load_density_map,
                                      map_from_coefficients, parse_map_coefficients_argument,
-                                     selection_mask, write_density_map, _bspline_eval)
+                                     write_density_map, _bspline_eval)
+from kickref.core.selection import select_atoms as selection_mask
 from kickref.targets.difference_map import DifferenceMapTarget
 from kickref.xtal.fmodel import FModel
 from kickref.xtal.structure_factors import StructureFactorCalculator

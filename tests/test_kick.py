@@ -7,7 +7,7 @@ import pytest
 
 from conftest import MONOMERS, case_paths
 import kickref
-from kickref.refinement.energy import AtomState
+from kickref.core.state import AtomState
 from kickref.refinement.kick import (EIGHT_PI2, kick_amplitudes, kick_b, kick_coordinates, kick_map_coefficients,
                                  kick_schedule, parse_range, run_kick_cooling)
 from kickref.refinement.protocol import RefineOptions, Refinement

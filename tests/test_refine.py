@@ -13,7 +13,7 @@ import pytest
 
 from conftest import MONOMERS, ROOT, case_paths
 import kickref
-from kickref.refinement.energy import AtomGradient, AtomState
+from kickref.core.state import AtomGradient, AtomState
 from kickref.refinement.parameters import (CombinedParameters, Parameters, find_occupancy_groups)
 from kickref.refinement.protocol import RefineOptions, Refinement, select_atoms
 from kickref.restraints import build_restraints
@@ -28,7 +28,7 @@ def shaken_copy(model, rms, seed):
 
 
 def test_lbfgs_with_bounds():
-    from kickref.lbfgs import lbfgs
+    from kickref.core.lbfgs import lbfgs
     A = np.array([1.0, 10.0, 100.0])
     fun = lambda x: (float(0.5 * np.sum(A * (x - 2) ** 2)), A * (x - 2))
     r = lbfgs(fun, np.zeros(3), 100, lower=np.array([-1, -1, -1.0]), upper=np.array([3, 1.5, 3.0]))

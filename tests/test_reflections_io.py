@@ -7,7 +7,7 @@ import gemmi
 import numpy as np
 import pytest
 
-from kickref.errors import InputError
+from kickref.core.errors import InputError
 from kickref.io.reflections import (check_model_data_compatible, parse_labin, read_map_coefficients,
                                     read_reflections, same_symmetry)
 

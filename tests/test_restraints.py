@@ -10,10 +10,11 @@ import gemmi
 import numpy as np
 import pytest
 
-from kickref.errors import InputError
+from kickref.core.errors import InputError
 from kickref.io.models import read_model
-from kickref.model import Model
-from kickref.refinement.energy import AtomState, Energy
+from kickref.core.model import Model
+from kickref.core.state import AtomState
+from kickref.refinement.energy import Energy
 from kickref.restraints import KINDS, build_restraints
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import CASES, case_paths
 from kickref.io.models import read_model
-from kickref.refinement.energy import AtomState
+from kickref.core.state import AtomState
 from kickref.xtal.structure_factors import StructureFactorCalculator
 
 
@@ -95,7 +95,7 @@ def test_fc_every_space_group_setting():
         model.add_chain(ch)
         st.add_model(model)
         st.setup_cell_images()       # gemmi's direct summation uses the cell's symmetry images
-        from kickref.model import Model
+        from kickref.core.model import Model
         m = Model.from_structure(st)
         hkl = np.array(gemmi.make_miller_array(cell, sg, 1.5), dtype=np.int32)
         calc = StructureFactorCalculator(cell, sg, hkl, 1.5)

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import case_paths
 import kickref
-from kickref.refinement.energy import AtomState
+from kickref.core.state import AtomState
 from kickref.targets.xray import XrayTarget, free_kick_sigmaa, ml_value_and_derivative
 from kickref.xtal.fmodel import FModel
 from kickref.xtal.structure_factors import StructureFactorCalculator

@@ -8,9 +8,9 @@ Quick use::
 """
 __version__ = "0.1.0"
 
-from .errors import KickrefError, InputError  # noqa: F401,E402
-from .model import Model  # noqa: F401,E402
-from .reflections import Reflections  # noqa: F401,E402
+from .core.errors import KickrefError, InputError  # noqa: F401,E402
+from .core.model import Model  # noqa: F401,E402
+from .core.reflections import Reflections  # noqa: F401,E402
 from .io.models import read_model, write_model  # noqa: F401,E402
 from .io.reflections import read_reflections  # noqa: F401,E402
 from .api import (load_inputs, rfactor, compute_maps, refine, refine_map,  # noqa: F401,E402

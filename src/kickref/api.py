@@ -13,8 +13,8 @@ import warnings
 
 from .io.models import read_model
 from .io.reflections import check_model_data_compatible, read_reflections
-from .model import Model
-from .reflections import Reflections
+from .core.model import Model
+from .core.reflections import Reflections
 
 
 def load_inputs(model, data, *, labin=None, free_value=None, d_min=None, d_max=None,
@@ -40,7 +40,7 @@ def load_inputs(model, data, *, labin=None, free_value=None, d_min=None, d_max=N
 def make_fmodel(model: Model, data: Reflections, *, bulk_solvent: bool = True,
                 scale_shells="auto", reject_outliers: bool = True):
     """An up-to-date FModel (Fc, Fmask, scale, outliers) for the model as it is."""
-    from .refinement.energy import AtomState
+    from .core.state import AtomState
     from .xtal.fmodel import FModel
     fm = FModel(model, data, bulk_solvent=bulk_solvent, scale_shells=scale_shells,
                 reject_outliers=reject_outliers)

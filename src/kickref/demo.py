@@ -175,14 +175,17 @@ def main(argv=None) -> int:
 
 def _describe_example(paths):
     import gemmi
-    st = gemmi.read_structure(str(paths["model"]))
-    mtz = gemmi.read_mtz_file(str(paths["mtz"]))
+    from .io.models import read_model
+    from .io.reflections import read_reflections
+    model = read_model(paths["model"])
+    data = read_reflections(paths["mtz"])
+    st = model.structure
     seq = "-".join(r.name for r in st[0][0] if r.entity_type == gemmi.EntityType.Polymer)
     n_wat = sum(1 for r in st[0][0] if r.is_water())
     c = st.cell
-    print(f"peptide {seq} + {n_wat} waters ({st[0].count_atom_sites()} atoms), "
+    print(f"peptide {seq} + {n_wat} waters ({model.n_atoms} atoms), "
           f"{st.spacegroup_hm}, cell {c.a:.2f} {c.b:.2f} {c.c:.2f} Å; "
-          f"{mtz.nreflections} reflections to {mtz.resolution_high():.2f} Å")
+          f"{data.n} reflections to {data.d_min:.2f} Å")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import KickrefError
+from ..core.errors import KickrefError
 
 SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine"]
 

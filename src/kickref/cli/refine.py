@@ -161,7 +161,7 @@ def run(args):
     if args.map or args.map_coeffs:
         return run_map(args, paths)
     if not args.data:
-        from ..errors import KickrefError
+        from ..core.errors import KickrefError
         raise KickrefError("refine needs DATA (reflections), or --map/--map-coeffs for a map target")
     lines = []
 

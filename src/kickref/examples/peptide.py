@@ -521,10 +521,10 @@ def simulate_amplitudes(structure: gemmi.Structure, d_min: float, seed: int = 0)
 
     Returns dict: hkl (n,3) int32, f_true, fp, sigfp (n,), free (n,) int32 0..19, d_min.
     """
-    from ..model import Model
-    from ..refinement.energy import AtomState
+    from ..core.model import Model
+    from ..core.state import AtomState
     from ..xtal.bulk_solvent import SolventMask
-    from ..xtal.scaling import sym6_to_mat
+    from ..core.adp import sym6_to_mat
     from ..xtal.structure_factors import StructureFactorCalculator
     cell, sg = structure.cell, structure.find_spacegroup()
     hkl = np.asarray(gemmi.make_miller_array(cell, sg, d_min), dtype=np.int32)
@@ -628,7 +628,7 @@ def build_example(outdir, seed: int = 0) -> dict:
     Returns {'model': example.pdb, 'start_model': example_start.pdb, 'mtz': example.mtz} as Paths.
     """
     from ..io.models import write_model
-    from ..model import Model
+    from ..core.model import Model
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     st = true_structure()

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 
 def check_readable(path) -> Path:

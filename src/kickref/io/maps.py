@@ -76,7 +76,7 @@ def write_ccp4_maps(mc, prefix, structure: gemmi.Structure | None = None, margin
 
 def read_ccp4_map(path) -> gemmi.FloatGrid:
     """Read a CCP4/MRC map, expanded to the whole unit cell (symmetry applied)."""
-    from ..errors import InputError
+    from ..core.errors import InputError
     from .files import check_readable
     p = check_readable(path)
     try:

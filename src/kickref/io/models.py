@@ -6,8 +6,8 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-from ..errors import InputError
-from ..model import Model
+from ..core.errors import InputError
+from ..core.model import Model
 from .files import atomic_path, check_readable
 
 

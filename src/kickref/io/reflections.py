@@ -23,8 +23,8 @@ from types import SimpleNamespace
 import gemmi
 import numpy as np
 
-from ..errors import InputError
-from ..reflections import Reflections
+from ..core.errors import InputError
+from ..core.reflections import Reflections
 from ..xtal.french_wilson import french_wilson
 from .files import check_readable
 

@@ -42,14 +42,15 @@ import gemmi
 import numba as nb
 import numpy as np
 
-from ..targets.density import (DensityMap, coefficients_to_grid, grid_to_coefficients, resolve_selection,
-                               sub_state, write_density_map)
+from ..core.selection import resolve_selection
+from ..targets.density import DensityMap, coefficients_to_grid, grid_to_coefficients, write_density_map
 from ..targets.difference_map import MapConvolutionTerm
 from ..xtal.structure_factors import StructureFactorCalculator, ops_arrays
-from .energy import AtomState, Energy
+from ..core.state import AtomState
 
 
 # ------------------------------------------------------------------------------- masks
+from .energy import Energy
 @nb.njit(cache=True)
 def _mark_spheres(mask, frac, radius, orth, ext):
     """Set mask points within ``radius`` (Å) of the fractional centres ``frac`` (periodic)."""
@@ -172,7 +173,7 @@ class DensityCombination:
 
     def model_map(self, state: AtomState) -> np.ndarray:
         """Density of the refined atoms to d_min (from their Fc), e/Å³, on the grid."""
-        sub = sub_state(state, np.flatnonzero(self.part))
+        sub = state.subset(np.flatnonzero(self.part))
         fc = self.calc.calculate(sub, self.term._el_sel)
         return coefficients_to_grid(self.cell, self.spacegroup, self.hkl, fc, self.shape)
 

@@ -27,9 +27,9 @@ import time
 
 import numpy as np
 
-from .energy import AtomState
+from ..core.adp import EIGHT_PI2
+from ..core.state import AtomState
 
-EIGHT_PI2 = 8.0 * math.pi ** 2
 LAWS = ("linear", "square", "exponential")
 
 
@@ -98,7 +98,7 @@ def _as_rng(rng=None, seed=None) -> np.random.Generator:
 
 
 def _selection_mask(obj, selection, n, model=None):
-    from ..targets.density import resolve_selection
+    from ..core.selection import resolve_selection
     if isinstance(selection, str) and model is None and hasattr(obj, "structure"):
         model = obj
     return resolve_selection(selection, n, model)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..lbfgs import lbfgs
+from ..core.lbfgs import lbfgs
 
 
 class StopFlag:

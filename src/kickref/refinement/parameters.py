@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .energy import AtomGradient, AtomState
+from ..core.adp import EIGHT_PI2
+from ..core.state import AtomGradient, AtomState
 
-EIGHT_PI2 = 8.0 * np.pi ** 2
 B_MIN, B_MAX = 1.0, 500.0
 
 

@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..model import select_atoms  # noqa: F401 (re-exported)
+from ..core.selection import select_atoms  # noqa: F401 (re-exported)
 from ..xtal.fmodel import FModel
-from .energy import AtomState, Energy
+from ..core.state import AtomState
+from .energy import Energy
 from .minimize import StopFlag, minimize_energy
-from .parameters import B_MIN, EIGHT_PI2, CombinedParameters, Parameters, find_occupancy_groups
+from ..core.adp import EIGHT_PI2
+from .parameters import B_MIN, CombinedParameters, Parameters, find_occupancy_groups
 
 
 @dataclass

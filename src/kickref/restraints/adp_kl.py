@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from numba import njit
 from scipy.spatial import cKDTree
 
-EIGHT_PI2 = 8.0 * np.pi ** 2
+from ..core.adp import EIGHT_PI2
 SIGMAS = (0.10, 0.15, 0.30, 1.0)          # 1-2, 1-3, 1-4, other pairs within max_dist
 
 

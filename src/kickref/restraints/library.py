@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gemmi
 
-from ..errors import InputError
+from ..core.errors import InputError
 from ..io.files import check_readable
 from .builtin import load_builtin
 

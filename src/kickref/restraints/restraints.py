@@ -13,7 +13,7 @@ import gemmi
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InputError
+from ..core.errors import InputError
 from . import kernels
 from .library import RestraintLibrary, load_library
 from .nonbonded import HB_CODES, NonbondedList, NonbondedParameters, SymmetryOps
@@ -198,7 +198,7 @@ class Restraints:
     def _state(self, state_or_xyz):
         if hasattr(state_or_xyz, "b_iso"):
             return state_or_xyz
-        from ..refinement.energy import AtomState
+        from ..core.state import AtomState
         st = AtomState.from_model(self.model)
         if state_or_xyz is not None:
             st.xyz = _as_xyz(state_or_xyz).copy()

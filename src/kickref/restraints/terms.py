@@ -6,7 +6,9 @@ B_eq for anisotropic atoms (gradient in ``AtomGradient.b_iso``); ADP terms act o
 """
 from __future__ import annotations
 
-from ..refinement.energy import AtomGradient, EnergyTerm
+from ..core.state import AtomGradient
+
+from ..core.term import EnergyTerm
 
 
 class RestraintTerm(EnergyTerm):

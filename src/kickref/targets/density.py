@@ -36,7 +36,10 @@ import numba as nb
 import numpy as np
 import scipy.fft
 
-from ..refinement.energy import AtomGradient, AtomState, EnergyTerm
+from ..core.selection import resolve_selection
+from ..core.state import AtomGradient, AtomState
+
+from ..core.term import EnergyTerm
 from ..xtal.structure_factors import (N_THREADS, ReciprocalLookup, StructureFactorCalculator, fft_size,
                                       ops_arrays)
 
@@ -201,7 +204,7 @@ def load_density_map(path) -> DensityMap:
 
     Points the file does not cover (a boxed map) are set to the mean of the covered points.
     """
-    from ..errors import InputError
+    from ..core.errors import InputError
     from ..io.maps import read_ccp4_map
     g = read_ccp4_map(path)
     arr = np.array(g, copy=True, dtype=np.float64)
@@ -260,7 +263,7 @@ def map_from_coefficients(path, f_label: str, phi_label: str, cell=None, spacegr
 
     ``cell``/``spacegroup``: the model's (default: the file's, MTZ only).
     """
-    from ..errors import InputError
+    from ..core.errors import InputError
     from ..io.reflections import read_map_coefficients
     hkl, values = read_map_coefficients(path, f_label, phi_label)
     if cell is None or spacegroup is None:
@@ -369,35 +372,6 @@ def atomic_numbers(elements) -> np.ndarray:
     return np.asarray(z, dtype=np.float64)[inv]
 
 
-def selection_mask(model, selection: str) -> np.ndarray:
-    """Boolean mask of the atoms matched by a gemmi selection string (see kickref.model.select_atoms)."""
-    from ..model import select_atoms
-    return select_atoms(model, selection)
-
-
-def resolve_selection(selection, n_atoms: int, model=None) -> np.ndarray:
-    """Boolean mask from None (all), a bool mask, atom indices or a gemmi selection string."""
-    if selection is None:
-        return np.ones(n_atoms, bool)
-    if isinstance(selection, str):
-        if model is None:
-            raise ValueError("a selection string needs the model")
-        return selection_mask(model, selection)
-    sel = np.asarray(selection)
-    if sel.dtype == bool:
-        if sel.shape != (n_atoms,):
-            raise ValueError(f"selection mask has {sel.shape} entries for {n_atoms} atoms")
-        return sel.copy()
-    mask = np.zeros(n_atoms, bool)
-    mask[sel.astype(np.int64)] = True
-    return mask
-
-
-def sub_state(state: AtomState, idx) -> AtomState:
-    return AtomState(state.xyz[idx], state.b_iso[idx], state.u_aniso[idx], state.is_aniso[idx],
-                     state.occ[idx])
-
-
 def calculator_for(cell, spacegroup, d_min: float, dtype=np.float32, **kw) -> StructureFactorCalculator:
     """A structure-factor calculator for all reflections to ``d_min`` (used for its P1 grid)."""
     hkl = np.asarray(gemmi.make_miller_array(cell, spacegroup, d_min), dtype=np.int32)
@@ -452,7 +426,7 @@ class DensityTarget(EnergyTerm):
     def update(self, state: AtomState) -> None:
         """Re-choose the blur of the model density for the current B values (convolution)."""
         if self.mode == "convolution":
-            self.blur = self.calc.blur_for(sub_state(state, self.index))
+            self.blur = self.calc.blur_for(state.subset(self.index))
 
     rephase = update
 
@@ -489,7 +463,7 @@ class DensityTarget(EnergyTerm):
         return value, g
 
     def _compute_convolution(self, state, gradient):
-        sub = sub_state(state, self.index)
+        sub = state.subset(self.index)
         if self.blur is None:
             self.update(state)
         blur = self.blur

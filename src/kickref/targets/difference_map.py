@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..refinement.energy import AtomState, EnergyTerm
+from ..core.state import AtomState
+
+from ..core.term import EnergyTerm
 from ..xtal.structure_factors import StructureFactorCalculator
-from .density import orbit_factors, resolve_selection, sub_state
+from ..core.selection import resolve_selection
+from .density import orbit_factors
 
 
 class MapConvolutionTerm(EnergyTerm):
@@ -49,7 +52,7 @@ class MapConvolutionTerm(EnergyTerm):
         self.want = ("xyz", "adp", "occ")
 
     def _sub(self, state: AtomState) -> AtomState:
-        return state if self.all_atoms else sub_state(state, self.index)
+        return state if self.all_atoms else state.subset(self.index)
 
     def set_coefficients(self, delta_f: np.ndarray, state: AtomState, blur: float | None = None) -> None:
         """Fix the map Δρ(x) = (1/V) Σ_{all h} ΔF(h) e^{−2πi h·x} (ΔF one value per ``calc.hkl``)."""

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..refinement.energy import AtomGradient, AtomState, EnergyTerm
+from ..core.state import AtomGradient, AtomState
+
+from ..core.term import EnergyTerm
 from ..xtal.sigmaa import ml_value_and_derivative  # noqa: F401 (part of this module's API)
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..refinement.energy import AtomState
-from ..reflections import Reflections
+from ..core.state import AtomState
+from ..core.reflections import Reflections
 from . import sigmaa as _sigmaa
 from .bulk_solvent import SolventMask
 from .scaling import ScaleModel, aniso_basis, cartesian_s, fit_ls, fit_ml, fit_shells, quad_forms

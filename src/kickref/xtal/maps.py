@@ -96,7 +96,7 @@ def compute_map_coefficients(fmodel, state=None, *, include_free: bool = False, 
 
 def _fmodel_for(fmodel, hkl, state):
     """Scaled Fmodel (complex) of the current model at extra reflections ``hkl``."""
-    from ..refinement.energy import AtomState
+    from ..core.state import AtomState
     if state is None:
         state = AtomState.from_model(fmodel.model)
     calc = StructureFactorCalculator(fmodel.cell, fmodel.data.spacegroup, hkl, fmodel.data.d_min)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..lbfgs import lbfgs
+from ..core.adp import mat_to_sym6, sym6_to_mat
+from ..core.lbfgs import lbfgs
 
-from ..reflections import equal_count_bins
+from ..core.reflections import equal_count_bins
 
 
 def aniso_basis(cell, spacegroup) -> np.ndarray:
@@ -45,15 +46,6 @@ def aniso_basis(cell, spacegroup) -> np.ndarray:
         if b[np.argmax(np.abs(b))] < 0:
             b *= -1
     return basis
-
-
-def sym6_to_mat(v):
-    v = np.asarray(v, dtype=float)
-    return np.array([[v[0], v[3], v[4]], [v[3], v[1], v[5]], [v[4], v[5], v[2]]])
-
-
-def mat_to_sym6(m):
-    return np.array([m[0, 0], m[1, 1], m[2, 2], m[0, 1], m[0, 2], m[1, 2]])
 
 
 def cartesian_s(cell, hkl) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.special
 
-from ..lbfgs import lbfgs
+from ..core.lbfgs import lbfgs
 import scipy.stats
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reflections import equal_count_bins
+from ..core.reflections import equal_count_bins
 
 
 def r_value(fo, fm, own_scale: bool = False) -> float | None:

@@ -20,12 +20,12 @@ import os
 import numpy as np
 import scipy.fft
 
-from ..refinement.energy import AtomGradient, AtomState
+from ..core.adp import EIGHT_PI2, sym6_to_mat
+from ..core.state import AtomGradient, AtomState
 from . import density_kernels as K
 from .form_factors import N_GAUSS, gaussian_coefficients
 
 FOUR_PI2 = 4.0 * math.pi ** 2
-EIGHT_PI2 = 8.0 * math.pi ** 2
 N_THREADS = max(1, min(os.cpu_count() or 1, 8))
 
 
@@ -188,7 +188,7 @@ class StructureFactorCalculator:
                     and np.array_equal(c[2], ia)):
                 _, _, _, Bm, Binv, sqdet, quad_a, lam_a = c      # ADPs unchanged: reuse
             else:
-                U = _sym6_to_mat(u)                                 # (na,3,3)
+                U = sym6_to_mat(u)                                 # (na,3,3)
                 Bm = (b[ia] + blur)[:, :, None, None] * np.eye(3) + EIGHT_PI2 * U[:, None]
                 sqdet = np.sqrt(np.maximum(np.linalg.det(Bm), 1e-9))
                 Binv = np.linalg.inv(Bm)
@@ -279,7 +279,7 @@ class StructureFactorCalculator:
             grad.xyz[ia] = occ[ia, None] * 2.0 * np.einsum("ngij,ngj->ni", P, S1)
             if "adp" not in want:
                 return grad
-            M2 = _sym6_to_mat(S2)                                      # (na,G,3,3)
+            M2 = sym6_to_mat(S2)                                      # (na,G,3,3)
             D = -0.5 * Binv * S0[:, :, None, None] + FOUR_PI2 * Binv @ M2 @ Binv
             D = D.sum(axis=1) * occ[ia, None, None]                    # (na,3,3)
             grad.u_aniso[ia] = EIGHT_PI2 * np.stack(
@@ -288,19 +288,7 @@ class StructureFactorCalculator:
         return grad
 
 
-def _sym6_to_mat(u: np.ndarray) -> np.ndarray:
-    """(…,6) U11 U22 U33 U12 U13 U23 → (…,3,3)."""
-    m = np.empty(u.shape[:-1] + (3, 3))
-    m[..., 0, 0] = u[..., 0]
-    m[..., 1, 1] = u[..., 1]
-    m[..., 2, 2] = u[..., 2]
-    m[..., 0, 1] = m[..., 1, 0] = u[..., 3]
-    m[..., 0, 2] = m[..., 2, 0] = u[..., 4]
-    m[..., 1, 2] = m[..., 2, 1] = u[..., 5]
-    return m
-
-
 def _min_eig_sym6(u: np.ndarray) -> np.ndarray:
     if len(u) == 0:
         return np.zeros(0)
-    return np.linalg.eigvalsh(_sym6_to_mat(u))[:, 0]
+    return np.linalg.eigvalsh(sym6_to_mat(u))[:, 0]

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import gemmi
 import numpy as np
 
-EIGHT_PI2 = 8.0 * np.pi ** 2
+from .adp import EIGHT_PI2, b_equivalent
+
 
 
 @dataclass
@@ -142,39 +143,3 @@ class Model:
         if i != self.n_atoms:
             raise RuntimeError("model arrays and structure are out of step")
         return self.structure
-
-
-def b_equivalent(b_iso, u_aniso, is_aniso) -> np.ndarray:
-    """Per-atom B (Å²): B_eq = 8π²/3·tr(U) where ``is_aniso``, ``b_iso`` elsewhere (a new array)."""
-    b = np.array(b_iso, dtype=np.float64)
-    m = np.asarray(is_aniso, bool)
-    b[m] = EIGHT_PI2 / 3.0 * np.asarray(u_aniso)[m, :3].sum(axis=1)
-    return b
-
-
-def select_atoms(model: Model, selection: str | None) -> np.ndarray:
-    """Boolean mask of the atoms matched by a gemmi selection string (all atoms when None),
-    e.g. '//A/2-30', 'A/10-20', '//A/*/CA,N', '[C]'. InputError if malformed or matching nothing."""
-    from .errors import InputError
-    if not selection:
-        return np.ones(model.n_atoms, bool)
-    try:
-        sel = gemmi.Selection(selection)
-    except Exception as e:
-        raise InputError(None, f"bad selection {selection!r}: {e}") from None
-    st = model.structure.clone()
-    if len(st) > 1:
-        del st[1:]
-    k = 0
-    for ch in st[0]:
-        for res in ch:
-            for at in res:
-                at.serial = k
-                k += 1
-    mask = np.zeros(model.n_atoms, bool)
-    idx = [at.serial for m in sel.models(st) for ch in sel.chains(m) for res in sel.residues(ch)
-           for at in sel.atoms(res)]
-    mask[np.asarray(idx, dtype=np.int64)] = True
-    if not mask.any():
-        raise InputError(None, f"selection {selection!r} matches no atoms")
-    return mask
