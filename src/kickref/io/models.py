@@ -71,9 +71,16 @@ def write_model(model: Model, path, *, remarks: dict | None = None) -> None:
             doc.write_file(tmp)
         else:
             opt = gemmi.PdbWriteOptions()
-            text = st.make_pdb_string(opt)
+            raw = list(st.raw_remarks)
             if remarks:
-                text = _pdb_remarks(remarks) + text
+                # the input's REMARK 3 (another program's refinement) would be read as ours
+                st.raw_remarks = [line for line in raw if not line.startswith("REMARK   3")]
+            try:
+                text = st.make_pdb_string(opt)
+            finally:
+                st.raw_remarks = raw
+            if remarks:
+                text = _insert_remark3(text, _pdb_remarks(remarks))
             with open(tmp, "w") as f:
                 f.write(text)
 
@@ -101,25 +108,45 @@ def _set_refinement_info(st: gemmi.Structure, r: dict) -> None:
         pass
 
 
-def _fmt(v, f="{:.4f}"):
-    return "NULL" if v is None else f.format(v)
+# records that stand before REMARK 3 in a PDB file (format v3.3, title section order)
+_BEFORE_REMARK3 = ("HEADER", "OBSLTE", "TITLE ", "SPLIT ", "CAVEAT", "COMPND", "SOURCE", "KEYWDS",
+                   "EXPDTA", "NUMMDL", "MDLTYP", "AUTHOR", "REVDAT", "SPRSDE", "JRNL  ",
+                   "REMARK   0", "REMARK   1", "REMARK   2")
+
+
+def _insert_remark3(text: str, block: str) -> str:
+    """``block`` (REMARK 3 lines) inserted where PDB order puts it: after the title records and
+    REMARKs 0–2, before any other record."""
+    lines = text.splitlines(keepends=True)
+    k = 0
+    while k < len(lines) and lines[k].startswith(_BEFORE_REMARK3):
+        k += 1
+    return "".join(lines[:k]) + block + "".join(lines[k:])
+
+
+def _fmt(v, f="{:.4f}", null="NULL"):
+    """A number for a PDB REMARK (``NULL`` when unknown) or, with ``null='?'``, for mmCIF."""
+    return null if v is None else f.format(v)
 
 
 def _pdb_remarks(r: dict) -> str:
-    lines = [
-        "REMARK   3 REFINEMENT.",
-        "REMARK   3   PROGRAM     : KICKREF",
-        f"REMARK   3   R VALUE            (WORKING SET) : {_fmt(r.get('r_work'))}",
-        f"REMARK   3   FREE R VALUE                     : {_fmt(r.get('r_free'))}",
-    ]
+    """The REMARK 3 block, laid out as REFMAC writes it (gemmi and the PDB read it back)."""
+    lines = ["REMARK   3", "REMARK   3 REFINEMENT.", "REMARK   3   PROGRAM     : KICKREF",
+             "REMARK   3", "REMARK   3  DATA USED IN REFINEMENT."]
     if r.get("d_min") is not None:
         lines.append(f"REMARK   3   RESOLUTION RANGE HIGH (ANGSTROMS) : {r['d_min']:.2f}")
     if r.get("d_max") is not None:
         lines.append(f"REMARK   3   RESOLUTION RANGE LOW  (ANGSTROMS) : {r['d_max']:.2f}")
+    lines += ["REMARK   3", "REMARK   3  FIT TO DATA USED IN REFINEMENT.",
+              f"REMARK   3   R VALUE            (WORKING SET) : {_fmt(r.get('r_work'))}",
+              f"REMARK   3   FREE R VALUE                     : {_fmt(r.get('r_free'))}"]
+    if r.get("rmsd_bond") is not None or r.get("rmsd_angle") is not None:
+        lines += ["REMARK   3", "REMARK   3  RMS DEVIATIONS FROM IDEAL VALUES        COUNT    RMS    WEIGHT"]
     if r.get("rmsd_bond") is not None:
-        lines.append(f"REMARK   3   BOND LENGTHS REFINED ATOMS  (A) : {r['rmsd_bond']:.4f}")
+        lines.append(f"REMARK   3   BOND LENGTHS REFINED ATOMS        (A):  NULL ;{r['rmsd_bond']:7.4f} ;  NULL")
     if r.get("rmsd_angle") is not None:
-        lines.append(f"REMARK   3   BOND ANGLES REFINED ATOMS (DEGREES) : {r['rmsd_angle']:.3f}")
+        lines.append(f"REMARK   3   BOND ANGLES REFINED ATOMS   (DEGREES):  NULL ;{r['rmsd_angle']:7.3f} ;  NULL")
+    lines.append("REMARK   3")
     return "\n".join(f"{s:<80}" for s in lines) + "\n"
 
 
@@ -129,10 +156,10 @@ def _add_refine_to_cif(block: gemmi.cif.Block, r: dict) -> None:
     pairs = [
         ("pdbx_refine_id", "'X-RAY DIFFRACTION'"),
         ("entry_id", block.name.upper() if block.name else "XXXX"),
-        ("ls_R_factor_R_work", _fmt(r.get("r_work"))),
-        ("ls_R_factor_R_free", _fmt(r.get("r_free"))),
-        ("ls_d_res_high", _fmt(r.get("d_min"), "{:.3f}")),
-        ("ls_d_res_low", _fmt(r.get("d_max"), "{:.3f}")),
+        ("ls_R_factor_R_work", _fmt(r.get("r_work"), null="?")),
+        ("ls_R_factor_R_free", _fmt(r.get("r_free"), null="?")),
+        ("ls_d_res_high", _fmt(r.get("d_min"), "{:.3f}", null="?")),
+        ("ls_d_res_low", _fmt(r.get("d_max"), "{:.3f}", null="?")),
         ("ls_number_reflns_obs", str(r.get("n_refl", "?"))),
         ("ls_number_reflns_R_free", str(r.get("n_free", "?"))),
         ("pdbx_ls_sigma_F", "?"),
