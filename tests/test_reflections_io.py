@@ -367,3 +367,28 @@ def _asu_hkl(sg_name, cell, d_min):
     grid = grid[inside & ~np.all(grid == 0, axis=1)]
     grid = grid[~sg.operations().systematic_absences(grid)]
     return grid[np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0]))]
+
+
+@pytest.mark.parametrize("labin, data_tag, is_intensity", [
+    ("IMEAN,SIGIMEAN", "intensity_meas", True), ("I,SIGI", "intensity_meas", True),
+    ("FP,SIGFP", "F_meas_au", False), ("F,SIGF", "F_meas_au", False),
+    ("_refln.F_meas_au,F_meas_sigma_au", "F_meas_au", False)])
+def test_mtz_style_labin_on_sf_mmcif(labin, data_tag, is_intensity):
+    """servalcat/gemmi users type the labels that cif2mtz gives the _refln tags."""
+    info, path = case_info("6mw0")
+    refl = read_reflections(path, labin=labin)
+    cols = refl.source["columns"]
+    assert cols["data"] == data_tag
+    assert cols["sigma"] == ("intensity_sigma" if is_intensity else "F_meas_sigma_au")
+    assert refl.source["data_type"] == ("intensity" if is_intensity else "amplitude")
+    direct = read_reflections(path, labin=f"{data_tag},{cols['sigma']}")
+    np.testing.assert_array_equal(refl.f_obs, direct.f_obs)
+
+
+def test_mtz_style_free_label_on_sf_mmcif():
+    info, path = case_info("3zt9")
+    refl = read_reflections(path, labin="FP,SIGFP,FREE")
+    assert refl.source["columns"]["free"] in ("pdbx_r_free_flag", "status")
+    assert refl.has_free and 0.03 < refl.free.mean() < 0.07
+    with pytest.raises(InputError, match="labin column NOPE not found"):
+        read_reflections(path, labin="NOPE,SIGFP")

@@ -34,6 +34,23 @@ INTENSITY_LABELS = ("IMEAN", "I", "IOBS", "I-obs", "I_obs", "I-obs-filtered", "i
                     "F_squared_meas")
 FREE_LABELS = ("FREE", "FreeR_flag", "R-free-flags", "FREER", "FreeRflag", "FREE_FLAG",
                "pdbx_r_free_flag")
+# MTZ-style labels that users type for SF-mmCIF files, as gemmi's cif2mtz names the _refln tags
+# (its default conversion: intensity_meas → IMEAN, F_meas_au → FP, pdbx_r_free_flag/status →
+# FreeR_flag, ...); plain I/SIGI and F/SIGF too. Looked up case-insensitively, used only where the
+# file has no column of that name; the first tag present wins.
+CIF_TAGS_FOR_MTZ_LABEL = {
+    "imean": ("intensity_meas",), "i": ("intensity_meas",),
+    "sigimean": ("intensity_sigma",), "sigi": ("intensity_sigma",),
+    "fp": ("F_meas_au", "F_meas"), "f": ("F_meas_au", "F_meas"), "fobs": ("F_meas_au", "F_meas"),
+    "sigfp": ("F_meas_sigma_au", "F_meas_sigma"), "sigf": ("F_meas_sigma_au", "F_meas_sigma"),
+    "sigfobs": ("F_meas_sigma_au", "F_meas_sigma"),
+    "i(+)": ("pdbx_I_plus",), "sigi(+)": ("pdbx_I_plus_sigma",),
+    "i(-)": ("pdbx_I_minus",), "sigi(-)": ("pdbx_I_minus_sigma",),
+    "f(+)": ("pdbx_F_plus",), "sigf(+)": ("pdbx_F_plus_sigma",),
+    "f(-)": ("pdbx_F_minus",), "sigf(-)": ("pdbx_F_minus_sigma",),
+    "free": ("pdbx_r_free_flag", "status"), "freer_flag": ("pdbx_r_free_flag", "status"),
+    "r-free-flags": ("pdbx_r_free_flag", "status"), "freerflag": ("pdbx_r_free_flag", "status"),
+}
 CELL_EDGE_TOLERANCE = 0.01      # relative, model vs data
 CELL_ANGLE_TOLERANCE = 1.0      # degrees, model vs data
 
@@ -425,6 +442,7 @@ def _choose_columns(table: _Table, labin, free_value, warnings):
             items = parse_labin(labin)
         except ValueError as e:
             raise InputError(table.path, str(e)) from None
+        items = [_cif_tag_for(table, lab) for lab in items]
         for lab in items:
             if not (table.has(lab) or (lab == "status" and table.status is not None)):
                 raise InputError(table.path, f"labin column {lab} not found (columns: {p_desc})")
@@ -450,6 +468,18 @@ def _choose_columns(table: _Table, labin, free_value, warnings):
         if found is not None:
             return found[0], found[1], free_label, is_intensity
     raise InputError(table.path, f"no amplitude or intensity column (columns: {p_desc})")
+
+
+def _cif_tag_for(table: _Table, label: str) -> str:
+    """The SF-mmCIF tag that an MTZ-style ``label`` (IMEAN, FP, SIGFP, FREE, ...) stands for
+    (``label`` itself for MTZ files or when the file has a column of that name); the tag used
+    is what ``source['labin']`` reports."""
+    if table.format == "MTZ" or table.has(label) or label == "status":
+        return label
+    for cand in CIF_TAGS_FOR_MTZ_LABEL.get(label.lower(), ()):
+        if table.has(cand) or (cand == "status" and table.status is not None):
+            return cand
+    return label
 
 
 def _auto_data(table: _Table, kind: str, preferred):
