@@ -208,6 +208,19 @@ def test_terms_own_their_data_and_report():
     assert R2.nonbonded is R.nonbonded and R2.kl_pairs is R.kl_pairs
 
 
+def test_bond_graph_neighbour_keys():
+    """Chain 0-1-2-3-4 plus a duplicate, reversed bond: pairs 1, 2 and 3 bonds apart."""
+    from kickref.restraints.graph import neighbour_keys, pair_keys
+    n = 6
+    edges = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [2, 1]])
+    k1, k2, k3 = neighbour_keys(edges, n, 3)
+    key = lambda pairs: sorted(a * n + b for a, b in pairs)
+    assert k1.tolist() == key([(0, 1), (1, 2), (2, 3), (3, 4)])
+    assert k2.tolist() == key([(0, 2), (1, 3), (2, 4)])       # A² has no i<j self pairs
+    assert k3.tolist() == key([(0, 1), (0, 3), (1, 2), (1, 4), (2, 3), (3, 4)])
+    assert pair_keys(np.array([4, 1]), np.array([2, 5]), n).tolist() == [2 * n + 4, 1 * n + 5]
+
+
 # --------------------------------------------------------------- vs gemmi
 @pytest.mark.parametrize("case", list(CASES))
 def test_bond_angle_rmsd_match_gemmi_topology(case):
