@@ -63,7 +63,7 @@ def _atoms_of(R, kind, rng, k=6):
     if kind in ("bond", "angle", "torsion", "chiral"):
         idx = getattr(R, kind + "s").idx
     elif kind == "plane":
-        idx = R.planes.extra["atoms"][:, None]
+        idx = R.planes.atoms[:, None]
     elif kind == "nonbonded":
         nb = R.nonbonded
         viol = np.flatnonzero(nb.actual < nb.d0)
@@ -72,7 +72,7 @@ def _atoms_of(R, kind, rng, k=6):
                                sym[:3]])
         return np.unique(np.concatenate([nb.pi[pick], nb.pj[pick]]))
     else:
-        idx = R.b_pairs.idx if kind == "b_similarity" else R.adp_pairs.idx
+        idx = R.b_pairs.idx if kind == "b_similarity" else R.u_pairs.idx
     rows = rng.choice(len(idx), min(k, len(idx)), replace=False)
     return np.unique(idx[rows].ravel())
 
@@ -115,7 +115,7 @@ def test_gradients_match_finite_differences(case):
             if not state.is_aniso.any():
                 assert term.compute(state)[0] == 0.0
                 continue
-            p = R.adp_pairs.idx
+            p = R.term(term.name).idx
             p = p[state.is_aniso[p[:, 0]] & state.is_aniso[p[:, 1]]]
             atoms = np.unique(p[rng.choice(len(p), min(6, len(p)), replace=False)].ravel())
             assert _fd_check(term, state, "u_aniso", atoms, 1e-6) < 1e-4
@@ -177,6 +177,48 @@ def test_terms_interface_and_energy_sum():
     assert parts["angle"] == pytest.approx(s["angle"]["n"] * s["angle"]["rmsz"] ** 2, rel=1e-10)
     E["bond"].enabled = False
     assert E.compute(state, gradient=False)[0] == pytest.approx(total - parts["bond"])
+
+
+def test_terms_own_their_data_and_report():
+    """Each term holds its arrays; terms() gives new objects (own scale/enabled) over shared
+    data; deviations agree with actual − ideal; without_atoms drops the masked atoms' rows."""
+    model, R = restraints_for("4hg7")
+    state = AtomState.from_model(model)
+    t1, t2 = R.terms(), R.terms()
+    for a, b, kind in zip(t1, t2, KINDS):
+        assert a is not b and a.name == kind and R.term(kind).name == kind
+        dev, sig, mask = a.deviations(state)
+        assert len(dev) == len(sig) == len(mask) == len(a.actual(state))
+    t1[0].enabled = False
+    assert t2[0].enabled and R.bonds.enabled
+    assert t1[0].idx is t2[0].idx is R.bonds.idx
+    assert t1[5].neighbours is t2[5].neighbours is R.nonbonded
+    dev, sig, _ = R.deviations("bond", state)
+    assert np.array_equal(dev, R.bonds.actual(state) - R.bonds.ideal) and sig is R.bonds.sigma
+    assert np.allclose(np.abs(dev), np.abs(np.linalg.norm(
+        model.xyz[R.bonds.idx[:, 0]] - model.xyz[R.bonds.idx[:, 1]], axis=1) - R.bonds.ideal))
+    mask = np.zeros(model.n_atoms, bool)
+    mask[R.bonds.idx[0, 0]] = True
+    R2 = R.without_atoms(mask)
+    for attr in ("bonds", "angles", "torsions", "chirals"):
+        kept = getattr(R2, attr)
+        assert not mask[kept.idx].any()
+        assert len(kept) == int((~mask[getattr(R, attr).idx].any(axis=1)).sum())
+    assert not mask[R2.planes.atoms].any() and len(R2.planes) <= len(R.planes)
+    assert R2.nonbonded is R.nonbonded and R2.kl_pairs is R.kl_pairs
+
+
+def test_bond_graph_neighbour_keys():
+    """Chain 0-1-2-3-4 plus a duplicate, reversed bond: pairs 1, 2 and 3 bonds apart."""
+    from kickref.restraints.graph import neighbour_keys, pair_keys
+    n = 6
+    edges = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [2, 1]])
+    k1, k2, k3 = neighbour_keys(edges, n, 3)
+    key = lambda pairs: sorted(a * n + b for a, b in pairs)
+    assert k1.tolist() == key([(0, 1), (1, 2), (2, 3), (3, 4)])
+    assert k2.tolist() == key([(0, 2), (1, 3), (2, 4)])       # A² has no i<j self pairs
+    assert k3.tolist() == key([(0, 1), (0, 3), (1, 2), (1, 4), (2, 3), (3, 4)])
+    assert pair_keys(np.array([4, 1]), np.array([2, 5]), n).tolist() == [2 * n + 4, 1 * n + 5]
 
 
 # --------------------------------------------------------------- vs gemmi
@@ -278,10 +320,10 @@ def test_special_position_and_neighbour_list_rebuild():
     state = AtomState.from_model(model)
     builds = nb.n_builds
     state.xyz = state.xyz + 0.2                      # rigid shift < margin/2: no rebuild
-    R.evaluate("nonbonded", state)
+    R.contacts.value(state)
     assert nb.n_builds == builds
     state.xyz[3] += np.array([0.0, 0.0, 0.6])        # one atom moves > margin/2: rebuild
-    R.evaluate("nonbonded", state)
+    R.contacts.value(state)
     assert nb.n_builds == builds + 1
 
 

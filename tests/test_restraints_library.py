@@ -9,7 +9,7 @@ from kickref.io.models import read_model
 from kickref.restraints import build_restraints, load_library
 from kickref.restraints.builtin import (AMINO_ACIDS, BUILTIN_MONOMERS, NUCLEOTIDES,
                                         load_builtin, parse_builtin_text, write_builtin)
-from kickref.restraints.library import read_energy_types
+from kickref.io.monomers import read_energy_types
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 MONLIB = SHARED / "monomers"

@@ -12,11 +12,12 @@ KL-divergence ADP restraints of REFMAC/servalcat. Hydrogens (riding) take no par
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from numba import njit
 from scipy.spatial import cKDTree
 
 from ..core.adp import EIGHT_PI2
+from .graph import neighbour_keys, pair_keys
+
 SIGMAS = (0.10, 0.15, 0.30, 1.0)          # 1-2, 1-3, 1-4, other pairs within max_dist
 
 
@@ -26,24 +27,16 @@ def kl_pairs(model, bond_pairs, max_dist: float = 4.0, sigmas=SIGMAS):
     heavy = ~np.asarray(model.is_hydrogen, bool)
     b = np.asarray(bond_pairs, dtype=np.int64).reshape(-1, 2)
     b = b[heavy[b[:, 0]] & heavy[b[:, 1]]]
-    A = sp.csr_matrix((np.ones(2 * len(b), np.int8), (np.r_[b[:, 0], b[:, 1]], np.r_[b[:, 1], b[:, 0]])),
-                      shape=(n, n))
-    A.data[:] = 1
-    A2 = (A @ A).tocsr()
-    A3 = (A2 @ A).tocsr()
-    def keys(M):
-        M = sp.triu(M, k=1).tocoo()
-        return M.row.astype(np.int64) * n + M.col.astype(np.int64)
-    k1 = np.unique(keys(A))
-    k2 = np.setdiff1d(np.unique(keys(A2)), k1)
-    k3 = np.setdiff1d(np.unique(keys(A3)), np.union1d(k1, k2))
+    k1, k2, k3 = neighbour_keys(b, n, 3)
+    k2 = np.setdiff1d(k2, k1)
+    k3 = np.setdiff1d(k3, np.union1d(k1, k2))
     # spatial neighbours (same asymmetric unit) closer than max_dist
     hi = np.flatnonzero(heavy)
     tree = cKDTree(model.xyz[hi])
     close = tree.query_pairs(max_dist, output_type="ndarray")
     if len(close):
         a, c = hi[close[:, 0]], hi[close[:, 1]]
-        kl = np.unique(np.minimum(a, c) * n + np.maximum(a, c))
+        kl = np.unique(pair_keys(a, c, n))
         kl = np.setdiff1d(kl, np.concatenate([k1, k2, k3]))
     else:
         kl = np.zeros(0, np.int64)

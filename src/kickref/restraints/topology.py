@@ -1,0 +1,384 @@
+"""Topology: the restraints of a model from the monomer library (through gemmi), as terms.
+
+:func:`build_restraints` is the entry point: gemmi's ``prepare_topology`` gives the bonds,
+angles, torsions, chiral centres and planes (with links, explicit and found by distance);
+from them come the riding-H parents, the B/ADP pairs and the non-bonded neighbour list
+(exclusions from the bond graph, :mod:`kickref.restraints.graph`). Atom indices are indices
+into the :class:`kickref.core.model.Model` arrays (each gemmi atom carries its index in
+``Atom.fraction`` while the topology is built).
+"""
+from __future__ import annotations
+
+import io
+
+import gemmi
+import numpy as np
+
+from ..core.errors import InputError
+from .graph import adjacency, neighbour_keys, pair_keys, upper_keys
+from .library import load_library
+from .nonbonded import HB_CODES, NonbondedList, SymmetryOps
+from .restraints import Restraints, RestraintParameters
+from .terms import (ADPKLTerm, ADPSimilarityTerm, AngleTerm, BondTerm, BSimilarityTerm,
+                    ChiralTerm, NonbondedTerm, PlaneTerm, RigidBondTerm, TorsionTerm)
+
+
+def _tag_atoms(st: gemmi.Structure) -> int:
+    """Store each atom's Model index in ``Atom.fraction`` (prepare_topology renumbers
+    serials, but leaves ``fraction`` alone; a float32 holds integers exactly to 2**24)."""
+    k = 0
+    for ch in st[0]:
+        for res in ch:
+            for at in res:
+                at.fraction = float(k)
+                k += 1
+    return k
+
+
+def _ix(atom) -> int:
+    return int(atom.fraction)
+
+
+def _unknown_residue_error(model, missing, library):
+    first = np.flatnonzero(np.isin(model.resname, missing))
+    resid = np.unique(model.residue_index[first])
+    i = first[0]
+    what = f"residue {model.resname[i]} {model.chain[i]}/{model.seqid[i]}"
+    more = len(resid) - 1
+    if more:
+        what += f" (and {more} more residue(s) of type(s) {', '.join(sorted(missing))})"
+    hint = "give its dictionary with --ligand FILE.cif"
+    if library.source == "built-in":
+        hint += " or a CCP4 monomer library with --monlib DIR (or $CLIBD_MON)"
+    hint += "; --allow-unknown restrains it by non-bonded terms only"
+    return InputError(model.path, f"no restraint dictionary for {what} in the "
+                                  f"{library.source} library; {hint}")
+
+
+def build_restraints(model, monlib_dir=None, ligands=(), allow_unknown=False,
+                     hydrogens="keep", params: RestraintParameters | None = None) -> Restraints:
+    """Build all restraints of ``model``.
+
+    Library: ``monlib_dir``, else $CLIBD_MON, else the built-in set; ``ligands`` (CIF
+    dictionaries) override it. ``hydrogens``: 'keep' restrains H atoms in the model,
+    'remove' leaves them out of every restraint. A residue with no dictionary is an
+    InputError unless ``allow_unknown`` (then it gets non-bonded terms only).
+    """
+    if hydrogens not in ("keep", "remove"):
+        raise ValueError(f"hydrogens must be 'keep' or 'remove', not {hydrogens!r}")
+    params = params or RestraintParameters()
+    names = sorted(set(model.resname.tolist()))
+    library = load_library(names, monlib_dir, ligands)
+    R = Restraints(model, library, params)
+    R.hydrogens = hydrogens
+    R.log.append(library.describe())
+    n = model.n_atoms
+
+    unknown_atom = np.isin(model.resname, library.missing) if library.missing else \
+        np.zeros(n, bool)
+    if library.missing:
+        if not allow_unknown:
+            raise _unknown_residue_error(model, library.missing, library)
+        res = np.unique(model.residue_index[unknown_atom])
+        for ri in res:
+            i = np.flatnonzero(model.residue_index == ri)[0]
+            R.unknown_residues.append(f"{model.chain[i]}/{model.resname[i]} {model.seqid[i]}")
+        R.log.append(f"--allow-unknown: {len(res)} residue(s) with no dictionary restrained by "
+                     f"non-bonded terms only: {', '.join(R.unknown_residues[:10])}"
+                     + (" ..." if len(res) > 10 else ""))
+
+    st = model.structure.clone()
+    if len(st) > 1:
+        del st[1:]
+    if n >= 2 ** 24:
+        raise InputError(model.path, "too many atoms (2**24 or more)")
+    if _tag_atoms(st) != n:
+        raise RuntimeError("model arrays and structure are out of step")
+    if hydrogens == "remove":
+        st.remove_hydrogens()
+    if library.missing:
+        for ch in st[0]:
+            for k in range(len(ch) - 1, -1, -1):
+                if ch[k].name in library.missing:
+                    del ch[k]
+    # links: explicit records, then those found by distance
+    n_records = len(st.connections)
+    if params.find_links:
+        try:
+            gemmi.add_automatic_links(st[0], st, library.monlib)
+        except Exception as e:  # never fatal: explicit records still apply
+            R.log.append(f"automatic link search failed: {e}")
+    warn = io.StringIO()
+    try:
+        topo = gemmi.prepare_topology(st, library.monlib, h_change=gemmi.HydrogenChange.NoChange,
+                                      warnings=warn, reorder=False, ignore_unknown_links=True)
+    except Exception as e:
+        raise InputError(model.path, f"cannot build restraints: {e}") from None
+    for line in warn.getvalue().splitlines():
+        if line.strip():
+            R.log.append("gemmi: " + line.strip())
+
+    _extract(R, topo, params)
+    _links(R, st, topo, n_records)
+    _hydrogens(R, model)
+    _adp_pairs(R, params)
+    _nonbonded(R, model, topo, st, unknown_atom, hydrogens)
+    from .riding import riding_setup
+    R.riding = riding_setup(R, model)
+    return R
+
+
+def _extract(R, topo, params):
+    bonds = [(_ix(b.atoms[0]), _ix(b.atoms[1]), b.restr.value, b.restr.esd)
+             for b in topo.bonds]
+    b = np.array(bonds, dtype=np.float64).reshape(-1, 4)
+    keep = b[:, 3] > 0
+    R.bonds = BondTerm(b[keep, :2].astype(np.int64), b[keep, 2].copy(), b[keep, 3].copy())
+    ang = [(_ix(a.atoms[0]), _ix(a.atoms[1]), _ix(a.atoms[2]), a.restr.value, a.restr.esd)
+           for a in topo.angles]
+    a = np.array(ang, dtype=np.float64).reshape(-1, 5)
+    keep = a[:, 4] > 0
+    R.angles = AngleTerm(a[keep, :3].astype(np.int64), a[keep, 3].copy(), a[keep, 4].copy())
+    tor = [(_ix(t.atoms[0]), _ix(t.atoms[1]), _ix(t.atoms[2]), _ix(t.atoms[3]),
+            t.restr.value, t.restr.esd, t.restr.period) for t in topo.torsions]
+    t = np.array(tor, dtype=np.float64).reshape(-1, 7)
+    labels = [t_.restr.label for t_ in topo.torsions]
+    keep = t[:, 5] > 0   # constant torsions (esd 0) are left to the planes
+    R.torsions = TorsionTerm(t[keep, :4].astype(np.int64), t[keep, 4].copy(), t[keep, 5].copy(),
+                             np.maximum(t[keep, 6], 1.0), [l for l, k in zip(labels, keep) if k])
+    pos = gemmi.ChiralityType.Positive
+    neg = gemmi.ChiralityType.Negative
+    ch = [(_ix(c.atoms[0]), _ix(c.atoms[1]), _ix(c.atoms[2]), _ix(c.atoms[3]),
+           topo.ideal_chiral_abs_volume(c),
+           1.0 if c.restr.sign == pos else (-1.0 if c.restr.sign == neg else 0.0))
+          for c in topo.chirs]
+    c = np.array(ch, dtype=np.float64).reshape(-1, 6)
+    keep = np.isfinite(c[:, 4]) & (c[:, 4] > 0)
+    c = c[keep]
+    R.chirals = ChiralTerm(c[:, :4].astype(np.int64),
+                           np.where(c[:, 5] == 0, c[:, 4], c[:, 4] * c[:, 5]),
+                           np.full(len(c), params.chiral_sigma), c[:, 5] == 0)
+    atoms, start, sig, lab = [], [0], [], []
+    for p in topo.planes:
+        if len(p.atoms) < 4 or p.restr.esd <= 0:
+            continue
+        atoms.extend(_ix(at) for at in p.atoms)
+        start.append(len(atoms))
+        sig.append(p.restr.esd)
+        lab.append(p.restr.label)
+    R.planes = PlaneTerm(atoms, start, sig, lab)
+
+
+def _links(R, st, topo, n_records):
+    counts = {}
+    for ci in topo.chain_infos:
+        for ri in ci.res_infos:
+            for p in ri.prev:
+                if p.link_id:
+                    counts[p.link_id] = counts.get(p.link_id, 0) + 1
+    used = {}
+    for e in topo.extras:
+        counts[e.link_id] = counts.get(e.link_id, 0) + 1
+        used[(e.res1.name, str(e.res1.seqid), e.res2.name, str(e.res2.seqid))] = e.link_id
+    R.link_counts = counts
+    model = st[0]
+    for k, c in enumerate(st.connections):
+        a1 = model.find_cra(c.partner1)
+        a2 = model.find_cra(c.partner2)
+        if a1.atom is None or a2.atom is None:
+            continue
+        key = (a1.residue.name, str(a1.residue.seqid), a2.residue.name, str(a2.residue.seqid))
+        key_r = key[2:] + key[:2]
+        link_id = used.get(key) or used.get(key_r) or c.link_id or ""
+        R.links.append({"link_id": link_id, "type": c.type.name,
+                        "atoms": (_ix(a1.atom), _ix(a2.atom)),
+                        "origin": "record" if k < n_records else "distance",
+                        "restrained": bool(used.get(key) or used.get(key_r))})
+    n_auto = sum(1 for l in R.links if l["origin"] == "distance")
+    if n_auto:
+        R.log.append(f"links found by distance: {n_auto} ("
+                     + ", ".join(sorted({l['link_id'] for l in R.links
+                                         if l['origin'] == 'distance'})) + ")")
+
+
+def _hydrogens(R, model):
+    parents = np.full(R.n_atoms, -1, dtype=np.int64)
+    if len(R.bonds):
+        i, j = R.bonds.idx[:, 0], R.bonds.idx[:, 1]
+        hi, hj = model.is_hydrogen[i], model.is_hydrogen[j]
+        m = hi & ~hj
+        parents[i[m]] = j[m]
+        m = hj & ~hi
+        parents[j[m]] = i[m]
+    R.hydrogen_parents = parents
+
+
+def _unique_pairs(p, n):
+    if len(p) == 0:
+        return np.zeros((0, 2), np.int64)
+    lo, hi = np.minimum(p[:, 0], p[:, 1]), np.maximum(p[:, 0], p[:, 1])
+    keys = np.unique(lo * n + hi)
+    out = np.stack([keys // n, keys % n], axis=1)
+    return out[out[:, 0] != out[:, 1]]
+
+
+def _adp_pairs(R, params):
+    n = R.n_atoms
+    b12 = _unique_pairs(R.bonds.idx, n)
+    b13 = _unique_pairs(R.angles.idx[:, [0, 2]], n) if len(R.angles) else np.zeros((0, 2),
+                                                                                   np.int64)
+    k12 = b12[:, 0] * n + b12[:, 1]
+    k13 = b13[:, 0] * n + b13[:, 1]
+    b13 = b13[~np.isin(k13, k12)]
+    idx = np.concatenate([b12, b13]).astype(np.int64)
+    sig = np.concatenate([np.full(len(b12), params.b_sigma_bonded),
+                          np.full(len(b13), params.b_sigma_angle)])
+    # hydrogens ride: their B follows the parent's, so they take no part in B restraints
+    heavy = ~R.model.is_hydrogen
+    keep = heavy[idx[:, 0]] & heavy[idx[:, 1]]
+    idx, sig = idx[keep], sig[keep]
+    R.b_pairs = BSimilarityTerm(idx, sig)
+    a = b12[heavy[b12[:, 0]] & heavy[b12[:, 1]]]
+    R.rigid_bonds = RigidBondTerm(a, np.full(len(a), params.rigid_bond_sigma))
+    R.u_pairs = ADPSimilarityTerm(a, np.full(len(a), params.adp_similarity_sigma))
+    from .adp_kl import kl_pairs
+    kp, ks = kl_pairs(R.model, R.bonds.idx, params.adp_kl_max_dist)
+    R.kl_pairs = ADPKLTerm(kp, ks, params)
+
+
+def _graph_keys(edges, n):
+    """Pair keys (lo*n+hi) at bond-graph distance 1-2 (excluded) and exactly 3 (1-4)."""
+    if len(edges) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k1, k2, k3 = neighbour_keys(edges, n, 3)
+    k12 = np.union1d(k1, k2)
+    k14 = np.setdiff1d(k3, k12)
+    return k12, k14
+
+
+def _planar_14_keys(edges, plane_keys, n):
+    """Keys of pairs a-b-c-d whose central bond b-c joins two atoms of one plane."""
+    if len(edges) == 0:
+        return np.zeros(0, np.int64)
+    A = adjacency(edges, n)
+    pe = edges[np.isin(pair_keys(edges[:, 0], edges[:, 1], n), plane_keys)]
+    P = adjacency(pe, n)
+    return np.unique(upper_keys(A @ P @ A, n))
+
+
+def _plane_pair_keys(planes, n):
+    """Keys lo*n+hi of all atom pairs that share a plane restraint."""
+    atoms, start = planes.atoms, planes.start
+    sizes = np.diff(start)
+    keys = [np.zeros(0, np.int64)]
+    for size in np.unique(sizes):
+        sel = np.flatnonzero(sizes == size)
+        block = atoms[start[sel][:, None] + np.arange(size)[None, :]]   # (m, size)
+        a, b = np.triu_indices(size, 1)
+        x, y = block[:, a].ravel(), block[:, b].ravel()
+        keys.append(pair_keys(x, y, n))
+    return np.unique(np.concatenate(keys))
+
+
+def _nonbonded(R, model, topo, st, unknown_atom, hydrogens):
+    n = R.n_atoms
+    p = R.params.nonbonded
+    types = R.library.energy_types
+    active = np.ones(n, bool)
+    if hydrogens == "remove":
+        active &= ~model.is_hydrogen
+    has_h = bool((model.is_hydrogen & active).any())
+    chem = np.full(n, "", dtype=object)
+    for ci in topo.chain_infos:
+        for ri in ci.res_infos:
+            cache = {}
+            for at in ri.res:
+                alt = at.altloc
+                if alt not in cache:
+                    try:
+                        cache[alt] = ri.get_final_chemcomp(alt)
+                    except Exception:
+                        cache[alt] = None
+                cc = cache[alt]
+                if cc is None:
+                    continue
+                try:
+                    chem[_ix(at)] = cc.get_atom(at.name).chem_type
+                except Exception:
+                    pass
+    radius = np.zeros(n)
+    ion = np.full(n, np.nan)
+    hb = np.zeros(n, np.int64)
+    untyped = []
+    el_cache = {}
+    for i in range(n):
+        el = model.element[i]
+        if el not in el_cache:
+            e = gemmi.Element(el)
+            el_cache[el] = (e.vdw_r, e.is_metal)
+        t = types.get(chem[i])
+        if t is None:
+            radius[i] = el_cache[el][0]
+            if not unknown_atom[i] and active[i]:
+                untyped.append(i)
+            continue
+        r = t.vdw_radius if (has_h or not np.isfinite(t.vdwh_radius)) else t.vdwh_radius
+        radius[i] = r if np.isfinite(r) else el_cache[el][0]
+        ion[i] = t.ion_radius
+        hb[i] = HB_CODES.get(t.hb_type, 0)
+    if untyped:
+        R.log.append(f"{len(untyped)} atom(s) without an energy type use element radii, "
+                     f"e.g. {model.atom_label(untyped[0])}")
+    is_metal = np.array([el_cache[e][1] for e in model.element], dtype=bool)
+    # polar hydrogens: 'H' when the parent is a donor, otherwise neither
+    hpar = R.hydrogen_parents
+    h = np.flatnonzero(hpar >= 0)
+    hb[h] = np.where(np.isin(hb[hpar[h]], [HB_CODES["D"], HB_CODES["B"]]), HB_CODES["H"], 0)
+    dinc = np.array([p.dinc_14.get(e, p.dinc_14_other) for e in model.element])
+    alts = sorted(set(model.altloc.tolist()) - {""})
+    amap = {a: k + 1 for k, a in enumerate(alts)}
+    conformer = np.array([amap.get(a, 0) for a in model.altloc], dtype=np.int64)
+
+    edges = [R.bonds.idx]
+    edges.append(np.array([l["atoms"] for l in R.links], dtype=np.int64).reshape(-1, 2))
+    extra_excl = [np.zeros(0, np.int64)]
+    if unknown_atom.any():
+        # unknown residues: no pairs inside a residue; bonds to neighbours guessed from
+        # covalent radii (for the 1-2/1-3 exclusions)
+        ua = np.flatnonzero(unknown_atom)
+        rres = model.residue_index[ua]
+        same = rres[:, None] == rres[None, :]
+        ii, jj = np.nonzero(np.triu(same, 1))
+        extra_excl.append(ua[ii] * n + ua[jj])
+        from scipy.spatial import cKDTree
+        tree = cKDTree(model.xyz)
+        cov = np.array([gemmi.Element(e).covalent_r for e in model.element])
+        pairs = tree.query_ball_point(model.xyz[ua], 2.6)
+        guess = []
+        for a, js in zip(ua, pairs):
+            for b in js:
+                if b != a and model.residue_index[b] != model.residue_index[a]:
+                    if np.linalg.norm(model.xyz[a] - model.xyz[b]) < cov[a] + cov[b] + 0.4:
+                        guess.append((a, b))
+        edges.append(np.array(guess, dtype=np.int64).reshape(-1, 2))
+    E = np.concatenate(edges)
+    k12, k14 = _graph_keys(E, n)
+    # 1-4 pairs across a bond that lies in a plane restraint (peptide O(i)...CA(i+1),
+    # ring and conjugated systems) are fixed by planes and torsions: not contacts
+    pk = _plane_pair_keys(R.planes, n)
+    planar = _planar_14_keys(E, pk, n)
+    fixed = np.isin(k14, planar)
+    extra_excl.append(k14[fixed])
+    k14 = k14[~fixed]
+    excluded = np.concatenate([k12] + extra_excl)
+    symops = SymmetryOps(model.cell, model.spacegroup,
+                         use_symmetry=not model.meta.get("no_cell", False))
+    R.nonbonded = NonbondedList(n, symops, radius, hb, dinc, is_metal, ion, conformer,
+                                excluded, k14, p, active=active,
+                                occupancy=np.asarray(model.occ, dtype=np.float64))
+    R.nonbonded.build(np.ascontiguousarray(model.xyz, dtype=np.float64))
+    R.contacts = NonbondedTerm(R.nonbonded)
+    R.site_symmetry_order = 1 + R.nonbonded.special_count
+    n_sp = int((R.site_symmetry_order > 1).sum())
+    if n_sp:
+        R.log.append(f"{n_sp} atom(s) on special positions")
