@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE))
 
 import judge as judge_mod  # noqa: E402
 from kickref.api import add_hydrogens, load_inputs  # noqa: E402
+from kickref.cli.common import parse_range  # noqa: E402
 from kickref.refinement import kick as K  # noqa: E402
 from kickref.refinement.protocol import RefineOptions, Refinement  # noqa: E402
 from kickref.restraints import build_restraints  # noqa: E402
@@ -122,7 +123,7 @@ def main(argv=None):
     record(ref, reference, t0, "start", rows)
     if a.freeze_weight:
         ref.options.weight = ref.weight
-    k0, k1 = K.parse_range(a.kick)
+    k0, k1 = parse_range(a.kick)
     kx = K.kick_schedule(k0, k1, a.cycles, "linear")
     if a.protocol == "plain":
         kx[:] = 0.0

@@ -9,7 +9,8 @@ import kickref
 from kickref.refinement.density_combination import DensityCombination, run_density_combination, sphere_mask
 from kickref.core.state import AtomState
 from kickref.restraints import build_restraints
-from kickref.targets.density import density_map_from_coefficients, load_density_map
+from kickref.io.maps import load_density_map
+from kickref.xtal.density_map import density_map_from_coefficients
 
 
 def test_sphere_mask_with_symmetry_matches_brute_force():

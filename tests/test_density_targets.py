@@ -9,17 +9,18 @@ import pytest
 from conftest import MONOMERS, case_paths
 import kickref
 from kickref.io.maps import map_coefficients_mtz, write_map_coefficients
-from kickref.refinement.density_combination import refine_against_map
+from kickref.refinement.real_space import refine_against_map
 from kickref.core.state import AtomState
 from kickref.refinement.energy import Energy
 from kickref.refinement.minimize import minimize_energy
 from kickref.refinement.parameters import Parameters
 from kickref.restraints import build_restraints
-from kickref.targets.density import (DensityTarget, bspline_coefficients, calculator_for,
-                                     coefficients_to_grid, density_map_from_coefficients,
-                                     fourier_resample, grid_to_coefficients, load_density_map,
-                                     map_from_coefficients, parse_map_coefficients_argument,
-                                     write_density_map, _bspline_eval)
+from kickref.cli.common import parse_map_coefficients_argument
+from kickref.io.maps import load_density_map, map_from_coefficients, write_ccp4_map
+from kickref.targets.density import DensityTarget
+from kickref.xtal.bspline import bspline_coefficients, bspline_eval
+from kickref.xtal.density_map import density_map_from_coefficients
+from kickref.xtal.fourier import calculator_for, coefficients_to_grid, fourier_resample, grid_to_coefficients
 from kickref.core.selection import select_atoms as selection_mask
 from kickref.targets.difference_map import DifferenceMapTarget
 from kickref.xtal.fmodel import FModel
@@ -93,18 +94,18 @@ def test_bspline_interpolates_grid_and_gradient():
                             (24, 20, 28))
     coef = bspline_coefficients(grid)
     pts = np.array([[3, 4, 5], [0, 0, 0], [23, 19, 27], [10, 1, 13]], dtype=float)
-    v, _ = _bspline_eval(coef, pts, False)
+    v, _ = bspline_eval(coef, pts, False)
     assert np.allclose(v, grid[tuple(pts.astype(int).T)], atol=1e-10)
     # periodic: one cell further gives the same value
-    v2, _ = _bspline_eval(coef, pts + np.array([24, -20, 28.0]), False)
+    v2, _ = bspline_eval(coef, pts + np.array([24, -20, 28.0]), False)
     assert np.allclose(v2, v, atol=1e-10)
     u = rng.uniform(-5, 30, size=(20, 3))
-    _, g = _bspline_eval(coef, u, True)
+    _, g = bspline_eval(coef, u, True)
     h = 1e-5
     for c in range(3):
         e = np.zeros(3)
         e[c] = h
-        fd = (_bspline_eval(coef, u + e, False)[0] - _bspline_eval(coef, u - e, False)[0]) / (2 * h)
+        fd = (bspline_eval(coef, u + e, False)[0] - bspline_eval(coef, u - e, False)[0]) / (2 * h)
         assert np.allclose(g[:, c], fd, rtol=1e-5, atol=1e-7)
 
 
@@ -112,7 +113,7 @@ def test_ccp4_round_trip_and_boxed_map(tmp_path, peptide):
     m, d, mc = peptide
     dm = density_map_from_coefficients(mc.cell, mc.spacegroup, mc.hkl, mc.fwt)
     path = tmp_path / "map.ccp4"
-    write_density_map(dm, path)
+    write_ccp4_map(dm, path)
     back = load_density_map(path)
     fixed = dm.resampled(back.shape, dm.d_min)
     assert np.abs(back.grid - fixed).max() <= 1e-5 * np.abs(fixed).max()
@@ -120,7 +121,7 @@ def test_ccp4_round_trip_and_boxed_map(tmp_path, peptide):
     boxed = tmp_path / "boxed.ccp4"
     one_residue = m.structure.clone()
     del one_residue[0][0][1:]
-    write_density_map(dm, boxed, structure=one_residue, margin=0.5)
+    write_ccp4_map(dm, boxed, structure=one_residue, margin=0.5)
     b = load_density_map(boxed)
     assert b.info["n_points_not_covered"] > 0
     assert np.isfinite(b.grid).all()
@@ -211,7 +212,7 @@ def test_real_space_refinement_halves_rmsd(cbs, tmp_path):
     m, d, mc = cbs
     t0 = time.perf_counter()
     dm = density_map_from_coefficients(mc.cell, mc.spacegroup, mc.hkl, mc.fwt)
-    write_density_map(dm, tmp_path / "2fofc.ccp4")
+    write_ccp4_map(dm, tmp_path / "2fofc.ccp4")
     dmap = load_density_map(tmp_path / "2fofc.ccp4")
     restraints = build_restraints(m, monlib_dir=MONOMERS)
     heavy = ~m.is_hydrogen

@@ -8,8 +8,9 @@ import pytest
 from conftest import MONOMERS, case_paths
 import kickref
 from kickref.core.state import AtomState
+from kickref.cli.common import parse_range
 from kickref.refinement.kick import (EIGHT_PI2, kick_amplitudes, kick_b, kick_coordinates, kick_map_coefficients,
-                                 kick_schedule, parse_range, run_kick_cooling)
+                                 kick_schedule, run_kick_cooling)
 from kickref.refinement.protocol import RefineOptions, Refinement
 from kickref.restraints import build_restraints
 

@@ -147,32 +147,47 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
 
 
 def _load_map(map_path=None, map_coeffs=None, model=None, d_min=None):
-    from .targets.density import load_density_map, map_from_coefficients, parse_map_coefficients_argument
+    from .io.maps import load_density_map, map_from_coefficients
     if map_path:
         return load_density_map(map_path)
-    path, f_label, phi_label = parse_map_coefficients_argument(map_coeffs)
+    path, f_label, phi_label = map_coeffs
     return map_from_coefficients(path, f_label, phi_label, model.cell, model.spacegroup, d_min=d_min)
+
+
+def _map_model_hydrogens(model, hydrogens: str, monlib, ligands) -> Model:
+    """``model`` (a Model) with riding hydrogens added from the library for ``hydrogens='add'``."""
+    if hydrogens == "add":
+        return add_hydrogens(model, monlib, ligands)
+    if hydrogens not in ("keep", "remove"):
+        raise ValueError(f"hydrogens must be keep, remove or add, not {hydrogens!r}")
+    return model
 
 
 def refine_map(model, map_path=None, *, map_coeffs=None, mode: str = "interpolation", monlib=None,
                ligands=(), allow_unknown: bool = False, selection=None, steps: int = 100,
-               weight=None, bond_rmsd: float = 0.02, hydrogens: str = "keep", log=None, stop=None):
+               weight=None, bond_rmsd: float | None = None, hydrogens: str = "keep", log=None, stop=None):
     """Real-space refinement of ``model`` toward a map (no Fobs needed): a CCP4/MRC file
-    (``map_path``) or map coefficients ``map_coeffs='FILE.mtz:F,PHI'``.
+    (``map_path``) or map coefficients ``map_coeffs=(FILE, F, PHI)`` (MTZ/SF-mmCIF labels).
 
     ``mode``: 'interpolation' (tricubic, atoms weighted by Z) or 'convolution' (model density ×
-    map). Returns (refined Model, dict with 'history', 'weight', 'interrupted').
+    map). ``hydrogens``: keep | remove | add (riding hydrogens placed from the library).
+    ``bond_rmsd`` (Å): target of the weight adjustment (default
+    :data:`~kickref.refinement.weighting.BOND_RMSD_MAP`, 0.02).
+    Returns (refined Model, dict with 'history', 'weight', 'interrupted').
     """
-    from .refinement.density_combination import refine_against_map
+    from .refinement.real_space import refine_against_map
+    from .refinement.weighting import BOND_RMSD_MAP
     from .restraints import build_restraints
     if not isinstance(model, Model):
         model = read_model(model, hydrogens="remove" if hydrogens == "remove" else "keep")
     else:
         model = model.copy()
+    model = _map_model_hydrogens(model, hydrogens, monlib, ligands)
     dmap = _load_map(map_path, map_coeffs, model)
     restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)
     info = refine_against_map(model, dmap, restraints, mode, selection=selection, steps=steps,
-                              weight=weight, bond_rmsd=bond_rmsd, log=log, stop=stop)
+                              weight=weight, bond_rmsd=BOND_RMSD_MAP if bond_rmsd is None else bond_rmsd,
+                              log=log, stop=stop)
     return model, info
 
 
@@ -180,25 +195,31 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, par
                         rad_mask: float = 4.5, rad_comb: float = 2.8, weight_fc: float = 1.1,
                         dens_scale: float = 1.0, steps: int = 120, recombine_every: int = 15,
                         monlib=None, ligands=(), allow_unknown: bool = False, output_map=None,
-                        weight=None, bond_rmsd: float = 0.02, log=None, stop=None, **load_options):
+                        weight=None, bond_rmsd: float | None = None, hydrogens: str = "keep", log=None,
+                        stop=None, **load_options):
     """Partial-model refinement by density combination (MAIN ``dens_comb``): the external map
-    (e.g. MIR) is combined with the model map, and the ``part`` atoms are minimized against the
-    difference map of the combined structure factors, re-combining every ``recombine_every``
-    steps. ``data`` (Fobs) is optional. Returns the DensityCombinationResult (refined model,
-    combined map, history, files written)."""
+    (e.g. MIR; ``map_path``, or ``map_coeffs=(FILE, F, PHI)``) is combined with the model map,
+    and the ``part`` atoms are minimized against the difference map of the combined structure
+    factors, re-combining every ``recombine_every`` steps. ``data`` (Fobs) is optional.
+    ``hydrogens``: keep | remove | add (riding hydrogens placed from the library). ``bond_rmsd``
+    (Å): default :data:`~kickref.refinement.weighting.BOND_RMSD_MAP` (0.02). Returns the
+    DensityCombinationResult (refined model, combined map, history, files written)."""
     from .refinement.density_combination import run_density_combination
+    from .refinement.weighting import BOND_RMSD_MAP
     from .restraints import build_restraints
+    h_read = "remove" if hydrogens == "remove" else "keep"
     if data is not None:
-        model, data = load_inputs(model, data, **load_options)
+        model, data = load_inputs(model, data, hydrogens=h_read, **load_options)
         model = model.copy()
     elif not isinstance(model, Model):
-        model = read_model(model)
+        model = read_model(model, hydrogens=h_read)
     else:
         model = model.copy()
+    model = _map_model_hydrogens(model, hydrogens, monlib, ligands)
     dmap = _load_map(map_path, map_coeffs, model)
     restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)
     return run_density_combination(model, dmap, restraints, data=data, part=part, envelope=envelope,
                                    rad_mask=rad_mask, rad_comb=rad_comb, weight_fc=weight_fc,
                                    dens_scale=dens_scale, steps=steps, recombine_every=recombine_every,
-                                   weight=weight, bond_rmsd=bond_rmsd, output_map=output_map, log=log,
-                                   stop=stop)
+                                   weight=weight, bond_rmsd=BOND_RMSD_MAP if bond_rmsd is None else bond_rmsd,
+                                   output_map=output_map, log=log, stop=stop)

@@ -54,3 +54,26 @@ def show_warnings():
 
 def fmt_r(v):
     return "   -  " if v is None else f"{v:.4f}"
+
+
+def parse_range(text, name: str = "kick") -> tuple:
+    """'0.8:0' → (0.8, 0.0); '0.5' → (0.5, 0.5). For CLI options like ``--kick 0.8:0``."""
+    parts = str(text).split(":")
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--{name} takes START[:END] in numbers, not {text!r}") from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or min(vals) < 0:
+        raise ValueError(f"--{name} takes START[:END] with values ≥ 0, not {text!r}")
+    return vals[0], vals[1]
+
+
+def parse_map_coefficients_argument(text: str) -> tuple:
+    """'FILE:F,PHI' (``--map-coeffs``) → (FILE, F, PHI); the last ':' separates the labels."""
+    path, sep, labels = str(text).rpartition(":")
+    parts = [x.strip() for x in labels.split(",")] if sep else []
+    if not path or len(parts) != 2 or not all(parts):
+        raise ValueError(f"--map-coeffs takes FILE:F,PHI (e.g. maps.mtz:FWT,PHWT), not {text!r}")
+    return path, parts[0], parts[1]

@@ -6,10 +6,10 @@ import time
 
 from .. import api
 from ..io.outputs import output_paths, write_refinement_outputs
-from ..refinement.kick import parse_range
 from ..refinement.protocol import RefineOptions
+from ..refinement.weighting import BOND_RMSD_MAP
 from .common import (add_input_arguments, add_scaling_arguments, check_outputs, fmt_r, load_options,
-                     scale_shells_value, show_warnings)
+                     parse_map_coefficients_argument, parse_range, scale_shells_value, show_warnings)
 
 D = RefineOptions()          # the defaults shown and used by the command line
 
@@ -45,9 +45,10 @@ def add_parser(sub):
                         "difference-map: follow the Fo-Fc map, re-phased every --rephase-every steps")
     g.add_argument("--free-kick", type=float, default=D.free_kick, metavar="Å",
                    help=f"kick amplitude for ml-free-kick (default {D.free_kick})")
-    g.add_argument("--bond-rmsd", type=float, default=D.bond_rmsd, metavar="Å",
-                   help=f"bond RMSD (non-H) target of the automatic X-ray weight (default {D.bond_rmsd}; "
-                        "MAIN's 0.02 gave higher R-free on the shared cases)")
+    g.add_argument("--bond-rmsd", type=float, metavar="Å",
+                   help=f"bond RMSD (non-H) target of the automatic data weight (default {D.bond_rmsd} against "
+                        f"X-ray data: MAIN's 0.02 gave higher R-free on the shared cases; {BOND_RMSD_MAP} for "
+                        "--map/--map-coeffs/--dens-comb, MAIN's dens_comb value)")
     g.add_argument("--weight", type=float, help="fixed X-ray weight (no automatic adjustment)")
     g.add_argument("--weight-every", type=int, default=D.weight_every, metavar="N",
                    help=f"re-adjust the weight every N minimizer steps (default {D.weight_every}) and each cycle")
@@ -173,7 +174,8 @@ def run(args):
 
     bar = ProgressBar(args.cycles * (args.xyz_steps + args.adp_steps) * 6 // 5, not args.quiet)
     opts = dict(target=args.target, cycles=args.cycles, xyz_steps=args.xyz_steps, adp_steps=args.adp_steps,
-                rephase_every=args.rephase_every, weight_every=args.weight_every, bond_rmsd=args.bond_rmsd,
+                rephase_every=args.rephase_every, weight_every=args.weight_every,
+                bond_rmsd=D.bond_rmsd if args.bond_rmsd is None else args.bond_rmsd,
                 weight=args.weight, adp_weight=args.adp_weight, adp=args.adp,
                 adp_restraints=args.adp_restraints, strategy=args.strategy,
                 refine_occupancy=args.refine_occupancy, fix_xyz=args.fix_xyz, fix_b=args.fix_b,
@@ -209,8 +211,16 @@ def run_map(args, paths):
         if not args.quiet:
             print(s, flush=True)
 
-    common = dict(map_coeffs=args.map_coeffs, monlib=args.monlib, ligands=args.ligand,
-                  allow_unknown=args.allow_unknown, weight=args.weight, bond_rmsd=args.bond_rmsd, log=log)
+    map_coeffs = None
+    if args.map_coeffs:
+        try:
+            map_coeffs = parse_map_coefficients_argument(args.map_coeffs)
+        except ValueError as e:
+            from ..core.errors import KickrefError
+            raise KickrefError(str(e)) from None
+    common = dict(map_coeffs=map_coeffs, monlib=args.monlib, ligands=args.ligand,
+                  allow_unknown=args.allow_unknown, weight=args.weight, bond_rmsd=args.bond_rmsd,
+                  hydrogens=args.hydrogens, log=log)
     if args.dens_comb:
         comb_map = f"{args.output}_combined.ccp4"
         check_outputs([comb_map], args)
@@ -218,13 +228,13 @@ def run_map(args, paths):
                                       rad_mask=args.rad_mask, rad_comb=args.rad_comb, weight_fc=args.weight_fc,
                                       dens_scale=args.dens_scale, steps=args.steps,
                                       recombine_every=args.recombine_every, output_map=comb_map,
-                                      **common, **(load_options(args) if args.data else {}))
+                                      **common, **({k: v for k, v in load_options(args).items() if k != "hydrogens"}
+                                                   if args.data else {}))
         model, info = res.model, {"history": res.history, "weight": res.weight, "interrupted": res.interrupted,
                                   "files": res.files}
     else:
         model, info = api.refine_map(args.model, args.map, mode=args.map_mode, selection=args.select,
-                                     steps=args.steps, hydrogens="keep" if args.hydrogens == "add" else args.hydrogens,
-                                     **common)
+                                     steps=args.steps, **common)
     write_model(model, paths["pdb"])
     write_model(model, paths["cif"])
     summary = {"program": "kickref", "mode": "density combination" if args.dens_comb else "real-space",

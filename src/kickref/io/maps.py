@@ -1,4 +1,5 @@
-"""Writing map coefficients (MTZ) and maps (CCP4/MRC), and reading maps for density targets.
+"""Writing map coefficients (MTZ) and maps (CCP4/MRC, one writer: :func:`write_ccp4_map`), and
+reading maps for density targets (CCP4/MRC files, or map coefficients from MTZ/SF-mmCIF).
 
 MTZ columns (types as Coot expects): FP F, SIGFP Q, FreeR_flag I (0 = test set),
 FWT F, PHWT P, DELFWT F, PHDELWT P, FC F, PHIC P, FOM W. Phases in degrees.
@@ -10,7 +11,10 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-from .files import atomic_path
+from ..core.errors import InputError
+from ..xtal.density_map import DensityMap, density_map_from_coefficients
+from .files import atomic_path, check_readable
+from .reflections import read_map_coefficients
 
 
 def _amp_phase(c):
@@ -61,29 +65,76 @@ def write_ccp4_maps(mc, prefix, structure: gemmi.Structure | None = None, margin
     written = []
     for name, f, phi in (("2fofc", "FWT", "PHWT"), ("fofc", "DELFWT", "PHDELWT")):
         grid = mtz.transform_f_phi_to_map(f, phi, sample_rate=sample_rate)
-        ccp4 = gemmi.Ccp4Map()
-        ccp4.grid = grid
-        ccp4.update_ccp4_header()
-        if structure is not None:
-            box = structure.calculate_fractional_box(margin=margin)
-            ccp4.set_extent(box)
-        out = f"{prefix}_{name}.ccp4"
-        with atomic_path(out) as tmp:
-            ccp4.write_ccp4_map(tmp)
-        written.append(out)
+        written.append(write_ccp4_map(grid, f"{prefix}_{name}.ccp4", structure, margin))
     return written
+
+
+def write_ccp4_map(grid, path, structure: gemmi.Structure | None = None, margin: float = 5.0) -> str:
+    """Write a map as a CCP4 file (atomically): ``grid`` is a gemmi.FloatGrid or a
+    :class:`~kickref.xtal.density_map.DensityMap` (whole cell, on a grid that fits the space
+    group). Boxed around ``structure`` (``margin`` Å) when given, else the whole cell."""
+    if isinstance(grid, DensityMap):
+        grid = grid.to_gemmi_grid()
+    ccp4 = gemmi.Ccp4Map()
+    ccp4.grid = grid
+    ccp4.update_ccp4_header()
+    if structure is not None:
+        ccp4.set_extent(structure.calculate_fractional_box(margin=margin))
+    with atomic_path(path) as tmp:
+        ccp4.write_ccp4_map(tmp)
+    return str(path)
 
 
 def read_ccp4_map(path) -> gemmi.FloatGrid:
     """Read a CCP4/MRC map, expanded to the whole unit cell (symmetry applied)."""
-    from ..core.errors import InputError
-    from .files import check_readable
     p = check_readable(path)
     try:
         m = gemmi.read_ccp4_map(str(p), setup=True)
     except Exception as e:
         raise InputError(p, f"cannot read as a CCP4/MRC map ({str(e).splitlines()[0] if str(e) else e})") from None
     return m.grid
+
+
+def load_density_map(path) -> DensityMap:
+    """A CCP4/MRC map file, expanded to the whole unit cell with its symmetry.
+
+    Points the file does not cover (a boxed map) are set to the mean of the covered points.
+    """
+    g = read_ccp4_map(path)
+    arr = np.array(g, copy=True, dtype=np.float64)
+    if arr.ndim != 3 or min(arr.shape) < 2:
+        raise InputError(path, f"map grid {arr.shape} is not a 3-D unit-cell grid")
+    bad = ~np.isfinite(arr)
+    info = {"n_points_not_covered": int(bad.sum())}
+    if bad.all():
+        raise InputError(path, "map holds no finite values")
+    if bad.any():
+        arr[bad] = float(np.mean(arr[~bad]))
+    sg = g.spacegroup if g.spacegroup is not None else gemmi.SpaceGroup("P 1")
+    cell = gemmi.UnitCell(*g.unit_cell.parameters)
+    return DensityMap(arr, cell, sg, None, str(path), info)
+
+
+def map_from_coefficients(path, f_label: str, phi_label: str, cell=None, spacegroup=None,
+                          d_min: float | None = None, rate: float = 2.0) -> DensityMap:
+    """Map from the coefficients F, PHI (degrees) in an MTZ/SF-mmCIF file (``--map-coeffs``).
+
+    ``cell``/``spacegroup``: the model's (default: the file's, MTZ only). ``d_min`` (Å) cuts the
+    coefficients; grid spacing ≤ d_min/(2·rate).
+    """
+    hkl, values = read_map_coefficients(path, f_label, phi_label)
+    if cell is None or spacegroup is None:
+        try:
+            mtz = gemmi.read_mtz_file(str(path))
+            cell = cell or mtz.cell
+            spacegroup = spacegroup or mtz.spacegroup
+        except Exception:
+            raise InputError(path, "give the cell and space group (from the model) for these map "
+                                   "coefficients") from None
+    if isinstance(spacegroup, str):
+        spacegroup = gemmi.SpaceGroup(spacegroup)
+    return density_map_from_coefficients(cell, spacegroup, hkl, values, d_min, rate,
+                                         source=f"{path}:{f_label},{phi_label}")
 
 
 def existing(paths) -> list[str]:

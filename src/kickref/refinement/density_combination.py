@@ -29,8 +29,9 @@ for structure factor calculation. From these Fcalc-s a difference (Fobs−Fcalc)
 and later on used for model positional derivatives" — the Fcalc of step 3 are those of the combined
 map; MAP_FO (step 3), the map to look at afterwards, and the combined map are written at the end.
 
-:func:`refine_against_map` is the plain real-space refinement driver (density target + geometry,
-no Fobs), sharing the weighting of :func:`run_density_combination`.
+The weight against the restraints is set and adjusted as for every driver (:mod:`.weighting`;
+default bond-RMSD target :data:`~.weighting.BOND_RMSD_MAP`, 0.02 Å). Plain real-space refinement
+toward a map is in :mod:`.real_space`.
 """
 from __future__ import annotations
 
@@ -43,14 +44,19 @@ import numba as nb
 import numpy as np
 
 from ..core.selection import resolve_selection
-from ..targets.density import DensityMap, coefficients_to_grid, grid_to_coefficients, write_density_map
-from ..targets.difference_map import MapConvolutionTerm
-from ..xtal.structure_factors import StructureFactorCalculator, ops_arrays
 from ..core.state import AtomState
+from ..io.maps import write_ccp4_map
+from ..targets.difference_map import MapConvolutionTerm
+from ..xtal.density_map import DensityMap
+from ..xtal.fourier import coefficients_to_grid, grid_to_coefficients
+from ..xtal.structure_factors import StructureFactorCalculator, ops_arrays
+from .energy import Energy
+from .minimize import StopFlag
+from .weighting import (BOND_RMSD_MAP, BondWeight, heavy_rmsd, initial_weight, minimize_in_chunks,
+                        restraint_terms, xyz_parameters)
 
 
 # ------------------------------------------------------------------------------- masks
-from .energy import Energy
 @nb.njit(cache=True)
 def _mark_spheres(mask, frac, radius, orth, ext):
     """Set mask points within ``radius`` (Å) of the fractional centres ``frac`` (periodic)."""
@@ -238,130 +244,60 @@ class DensityCombinationResult:
     interrupted: bool = False
 
 
-def _bond_rmsd(restraints, state, is_h) -> float:
-    dev, _, _ = restraints.deviations("bond", state)
-    idx = restraints.bonds.idx
-    heavy = ~is_h[idx].any(axis=1)
-    return float(np.sqrt(np.mean(dev[heavy] ** 2))) if heavy.any() else 0.0
-
-
-def _initial_weight(term, state, atoms, bond_rmsd: float) -> float:
-    """Data weight from gradient sizes, as for the X-ray term: w·|∇T| ≈ δ/σ² (σ = 0.02 Å)."""
-    _, g = term.compute(state)
-    gx = g.xyz[atoms] if len(atoms) else g.xyz
-    g_rms = float(np.sqrt(np.mean(gx ** 2))) or 1.0
-    return 0.5 * 2.0 * bond_rmsd / (0.02 ** 2 * g_rms * term.scale)
-
-
-def _xyz_parameters(state, restraints, movable):
-    from .parameters import Parameters
-    hp = getattr(restraints, "hydrogen_parents", None)
-    place = restraints.place_hydrogens if hp is not None and (np.asarray(hp) >= 0).any() else None
-    return Parameters("xyz", state, movable, hp, place)
-
-
-def refine_against_map(model, density_map: DensityMap, restraints, mode: str = "interpolation",
-                       selection=None, steps: int = 100, chunk: int = 25, weight: float | None = None,
-                       bond_rmsd: float = 0.02, weight_every: int = 50, d_min: float | None = None,
-                       log=None, stop=None) -> dict:
-    """Real-space refinement of the coordinates of ``model`` (in place) toward a map, no Fobs.
-
-    Energy: w·DensityTarget(mode) + geometry restraints; only the ``selection`` atoms move and
-    feel the map (MAIN's MINIMIZE on the active set; None: REFINE, all atoms). ``steps`` L-BFGS
-    steps in chunks of ``chunk``; after each the blur is refreshed (convolution mode) and, every
-    ``weight_every`` steps, w is adjusted toward the bond-RMSD target unless ``weight`` is given.
-    Returns {'history': [...], 'weight': w, 'interrupted': bool}.
-    """
-    from ..targets.density import DensityTarget
-    from .minimize import StopFlag, minimize_energy
-    log = log or (lambda s: None)
-    stop = stop if stop is not None else StopFlag()
-    state = AtomState.from_model(model)
-    term = DensityTarget(density_map, model, mode, selection=selection, d_min=d_min)
-    geometry = [t for t in restraints.terms() if t.kind == "geometry"]
-    energy = Energy([term] + geometry, weights={"density": 1.0})
-    params = _xyz_parameters(state, restraints, term.selection)
-    is_h = model.is_hydrogen
-    w = _initial_weight(term, state, params.atoms, bond_rmsd) if weight is None else float(weight)
-    history = [{"step": 0, "target": term.value(state), "rmsd_bond": _bond_rmsd(restraints, state, is_h),
-                "weight": w}]
-    done = since = 0
-    with stop:
-        while done < steps and not stop and params.n:
-            n = min(chunk, steps - done)
-            energy.weights["density"] = w
-            res = minimize_energy(energy, params, state, n, stop)
-            done += n
-            since += n
-            term.update(state)
-            rb = _bond_rmsd(restraints, state, is_h)
-            history.append({"step": done, "target": term.value(state), "rmsd_bond": rb, "weight": w})
-            log(f"  step {done:5d}  density target {history[-1]['target']:.1f}  rmsBOND {rb:.4f}  weight {w:.3g}")
-            if weight is None and since >= weight_every and rb > 0:
-                w *= float(np.clip(bond_rmsd / rb, 0.33, 3.0))
-                since = 0
-            if res.n_iter < n and "CONVERG" in res.message.upper():
-                break
-    model.xyz[:] = state.xyz
-    return {"history": history, "weight": w, "interrupted": bool(stop)}
-
-
 def run_density_combination(model, external_map: DensityMap, restraints, data=None, part=None,
                             envelope=None, rad_mask: float = 4.5, rad_comb: float = 2.8,
                             weight_fc: float = 1.1, dens_scale: float = 1.0, steps: int = 120,
                             recombine_every: int = 15, weight: float | None = None,
-                            bond_rmsd: float = 0.02, weight_every: int = 100, output_map=None,
+                            bond_rmsd: float = BOND_RMSD_MAP, weight_every: int = 100, output_map=None,
                             output_fo_map=None, log=None, stop=None) -> DensityCombinationResult:
     """Refine the ``part`` atoms of ``model`` (in place) by density combination.
 
     ``steps`` L-BFGS steps on the coordinates in chunks of ``recombine_every`` (MAIN MIN_STEP 120,
     RE_PHASE 15), re-combining after each; the density weight starts from the gradient ratio
-    (as the X-ray weight) and is adjusted toward ``bond_rmsd`` every ``weight_every`` steps
+    (as the X-ray weight) and is adjusted toward ``bond_rmsd`` (Å) every ``weight_every`` steps
     unless ``weight`` is given. At the end the combined map (``output_map``) and MAP_FO
     (``output_fo_map``) are written as CCP4 maps when paths are given.
     """
-    from .minimize import StopFlag, minimize_energy
     log = log or (lambda s: None)
     stop = stop if stop is not None else StopFlag()
     t0 = time.perf_counter()
     state = AtomState.from_model(model)
     dc = DensityCombination(model, external_map, data, part, envelope, rad_mask, rad_comb, weight_fc,
                             dens_scale)
-    geometry = [t for t in restraints.terms() if t.kind == "geometry"]
+    geometry = [t for t in restraint_terms(restraints) if t.kind == "geometry"]
     energy = Energy([dc.term] + geometry, weights={"density": 1.0})
-    params = _xyz_parameters(state, restraints, dc.part)
+    params = xyz_parameters(state, restraints, dc.part)
     is_h = model.is_hydrogen
     st = dc.update(state)
-    w = _initial_weight(dc.term, state, params.atoms, bond_rmsd) if weight is None else float(weight)
-    history = [{"step": 0, "weight": w, "rmsd_bond": _bond_rmsd(restraints, state, is_h), **st}]
+    w0 = initial_weight(dc.term, state, params.atoms, bond_rmsd) if weight is None else float(weight)
+    w = BondWeight(w0, bond_rmsd, fixed=weight is not None)
+    history = [{"step": 0, "weight": w.value, "rmsd_bond": heavy_rmsd(restraints, state, is_h), **st}]
     log(f"density combination: {int(dc.part.sum())} refined atoms, envelope {int(dc.envelope.sum())} "
         f"atoms, d_min {dc.d_min:.2f} Å, amplitudes from {dc.amplitudes_from}")
     log(f"  step {0:5d}  R(comb) {st['r_combined']:.4f}  CC(model map) {st['cc_model_map']:.3f}  "
-        f"weight {w:.3g}")
-    done = since = 0
+        f"weight {w.value:.3g}")
+
+    def report(done, used):
+        st = dc.stats
+        rb = heavy_rmsd(restraints, state, is_h)
+        history.append({"step": done, "weight": w.value, "rmsd_bond": rb, **st})
+        log(f"  step {done:5d}  R(comb) {st['r_combined']:.4f}  CC(model map) {st['cc_model_map']:.3f}"
+            f"  rmsBOND {rb:.4f}  weight {w.value:.3g}")
+
     with stop:
-        while done < steps and not stop and params.n:
-            n = min(recombine_every, steps - done)
-            energy.weights["density"] = w
-            minimize_energy(energy, params, state, n, stop)
-            done += n
-            since += n
-            rb = _bond_rmsd(restraints, state, is_h)
-            if weight is None and since >= weight_every and rb > 0:
-                w *= float(np.clip(bond_rmsd / rb, 0.33, 3.0))
-                since = 0
-            st = dc.update(state)
-            history.append({"step": done, "weight": w, "rmsd_bond": rb, **st})
-            log(f"  step {done:5d}  R(comb) {st['r_combined']:.4f}  CC(model map) {st['cc_model_map']:.3f}"
-                f"  rmsBOND {rb:.4f}  weight {w:.3g}")
+        # the target changes at each re-combination: no stop at a chunk's convergence
+        minimize_in_chunks(energy, params, state, steps, recombine_every, "density", lambda: w.value, stop,
+                           rephase=lambda: dc.update(state),
+                           adjust=lambda: w.adjust(heavy_rmsd(restraints, state, is_h)),
+                           weight_every=weight_every, report=report, stop_at_convergence=False)
     model.xyz[:] = state.xyz
     cmap, fomap = dc.combined_map(), dc.fo_map()
     files = []
     if output_map:
-        files.append(write_density_map(cmap, output_map))
+        files.append(write_ccp4_map(cmap, output_map))
     if output_fo_map:
-        files.append(write_density_map(fomap, output_fo_map))
+        files.append(write_ccp4_map(fomap, output_fo_map))
     for f in files:
         log(f"wrote {f}")
     history[-1]["time"] = time.perf_counter() - t0
-    return DensityCombinationResult(model, state, cmap, fomap, history, files, w, bool(stop))
+    return DensityCombinationResult(model, state, cmap, fomap, history, files, w.value, bool(stop))

@@ -76,20 +76,6 @@ def kick_schedule(start: float, end: float, n_cycles: int, law: str = "linear",
     return k
 
 
-def parse_range(text, name: str = "kick") -> tuple:
-    """'0.8:0' → (0.8, 0.0); '0.5' → (0.5, 0.5). For CLI options like ``--kick 0.8:0``."""
-    parts = str(text).split(":")
-    try:
-        vals = [float(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"--{name} takes START[:END] in numbers, not {text!r}") from None
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2 or min(vals) < 0:
-        raise ValueError(f"--{name} takes START[:END] with values ≥ 0, not {text!r}")
-    return vals[0], vals[1]
-
-
 # ------------------------------------------------------------------------------- kicks
 def _as_rng(rng=None, seed=None) -> np.random.Generator:
     if rng is not None:

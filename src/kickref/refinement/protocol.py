@@ -24,6 +24,8 @@ from .energy import Energy
 from .minimize import StopFlag, minimize_energy
 from ..core.adp import EIGHT_PI2
 from .parameters import B_MIN, CombinedParameters, Parameters, find_occupancy_groups
+from .weighting import (BOND_RMSD_REFINE, adjust_weight, equal_chunk, heavy_rmsd, initial_weight,
+                        minimize_in_chunks, restraint_terms, xyz_parameters)
 
 
 @dataclass
@@ -37,7 +39,8 @@ class RefineOptions:
     occ_steps: int = 10
     rephase_every: int = 20            # steps between re-phasings inside a stage
     weight_every: int = 100            # steps between X-ray weight adjustments (MAIN default)
-    bond_rmsd: float = 0.008           # Å, target of the weight adjustment (non-H bonds; MAIN: 0.02)
+    bond_rmsd: float = BOND_RMSD_REFINE   # Å, target of the weight adjustment (non-H bonds; 0.008,
+                                       # measured, MAIN: 0.02; see refinement.weighting)
     weight: float | None = None        # fixed X-ray weight (no adjustment)
     adp_weight: float = 0.6            # scale of the ADP restraints
     adp: str = "auto"                  # keep | iso | aniso | auto (aniso for all non-H atoms when
@@ -151,11 +154,7 @@ class Refinement:
         if f == "auto":
             f = float(np.clip(0.5 * (data.d_min / 2.3) ** 3, 0.15, 0.5))
         restraints.params.adp_kl_iso_factor = float(f)
-        hp0 = getattr(restraints, "hydrogen_parents", None)
-        riding = hp0 is not None and (np.asarray(hp0) >= 0).any()
-        # riding hydrogens are constrained: their bonded restraints would only fight the
-        # constraint (through an approximate chain rule); contacts still count
-        terms = (restraints.without_atoms(np.asarray(hp0) >= 0) if riding else restraints).terms()
+        terms = restraint_terms(restraints)          # without the bonded ones of riding H
         off = ({"b_similarity", "adp_similarity"} if o.adp_restraints == "kl" else {"adp_kl"})
         for t in terms:
             if t.name in off:
@@ -175,8 +174,7 @@ class Refinement:
         self.cycles: list[CycleStats] = []
         self.n_eval = 0
         hp = getattr(restraints, "hydrogen_parents", None)
-        place = restraints.place_hydrogens if hp is not None and (np.asarray(hp) >= 0).any() else None
-        self.p_xyz = Parameters("xyz", self.state, self.movable, hp, place)
+        self.p_xyz = xyz_parameters(self.state, restraints, self.movable)
         self.p_adp = Parameters("adp", self.state, self.movable, hp, h_b_factor=o.h_b_factor)
         self.occ_groups = find_occupancy_groups(model, self.movable, o.refine_occupancy)
         self.p_occ = Parameters("occ", self.state, self.movable, hp, occupancy_groups=self.occ_groups)
@@ -273,38 +271,24 @@ class Refinement:
         """Bond and angle RMSD over restraints between non-hydrogen atoms, and all statistics."""
         st = self.restraints.statistics(self.state)
         is_h = self.model.is_hydrogen
-        out = []
-        for kind in ("bond", "angle"):
-            dev, _, _ = self.restraints.deviations(kind, self.state)
-            idx = getattr(self.restraints, kind + "s").idx
-            heavy = ~is_h[idx].any(axis=1)
-            out.append(float(np.sqrt(np.mean(dev[heavy] ** 2))) if heavy.any() else 0.0)
+        out = [heavy_rmsd(self.restraints, self.state, is_h, kind) for kind in ("bond", "angle")]
         st["bond_heavy"], st["angle_heavy"] = out
         return out[0], out[1], st
 
     # -------------------------------------------------------------- weights
     def initial_weight(self) -> float:
-        """Starting X-ray weight. For the X-ray (ML or LS) terms: w = exp(0.91·d_min + 0.22), an
-        empirical resolution dependence (the one servalcat uses for its ML target, on the same
-        nats-vs-χ² footing as ours; it matched the weights our bond-RMSD adjustment settled at on
-        the shared cases within a factor of ~1.5). For other data terms: from gradient sizes,
-        w·|∇X| ≈ 2·δ/σ² with δ the bond-RMSD target."""
+        """Starting X-ray weight (:func:`.weighting.initial_weight`: the resolution rule for the
+        ML X-ray target, the gradient ratio for LS and the difference map)."""
         term = self.e_xyz.terms[0]
-        if term is self.xray and self.xray.target == "ml":
-            return float(np.exp(0.9104 * self.data.d_min + 0.2162))
-        _, g, _ = Energy([term]).compute(self.state)
-        gx = g.xyz[self.p_xyz.atoms] if len(self.p_xyz.atoms) else g.xyz
-        g_rms = float(np.sqrt(np.mean(gx ** 2))) or 1.0
-        sigma_bond = 0.02
-        return 0.5 * 2.0 * self.options.bond_rmsd / (sigma_bond ** 2 * g_rms)
+        ml = term is self.xray and self.xray.target == "ml"
+        return initial_weight(term, self.state, self.p_xyz.atoms, self.options.bond_rmsd,
+                              self.data.d_min if ml else None)
 
     def adjust_weight(self, rmsd_bond: float):
+        """Move the weight toward the bond-RMSD target (not when the weight is fixed)."""
         if self.options.weight is not None:
             return
-        if rmsd_bond <= 0:
-            return
-        f = float(np.clip(self.options.bond_rmsd / rmsd_bond, 0.33, 3.0))
-        self.weight *= f
+        self.weight = adjust_weight(self.weight, rmsd_bond, self.options.bond_rmsd)
 
     # ---------------------------------------------------------------- stages
     def precondition(self, params, name):
@@ -324,31 +308,13 @@ class Refinement:
         self.xray.want = tuple(name.split("+"))
         if self.difference_map is not None:
             self.difference_map.want = self.xray.want
-        done = 0
-        # equal chunks of at most rephase_every steps (a short tail chunk would waste the
-        # minimizer's curvature memory)
-        limit = max(1, min(self.options.rephase_every, self.options.weight_every))
-        n_chunks = -(-steps // limit)
-        chunk = -(-steps // max(n_chunks, 1))
-        n_eval = 0
-        since_weight = 0
-        while done < steps and not self.stop:
-            n = min(chunk, steps - done)
-            energy.weights["xray"] = self.weight
-            if self.options.precondition:
-                self.precondition(params, name)
-            res = minimize_energy(energy, params, self.state, n, self.stop, on_eval=self._on_eval)
-            done += n
-            n_eval += res.n_eval
-            since_weight += n
-            if self.stop:
-                break
-            self.rephase(full=False)
-            if adjust and since_weight >= self.options.weight_every:
-                self.adjust_weight(self.geometry_rmsd()[0])
-                since_weight = 0
-            if res.n_iter < n and "CONVERG" in res.message.upper():
-                break            # converged within the chunk
+        o = self.options
+        prepare = (lambda p: self.precondition(p, name)) if o.precondition else None
+        n_eval = minimize_in_chunks(
+            energy, params, self.state, steps, equal_chunk(steps, min(o.rephase_every, o.weight_every)),
+            "xray", lambda: self.weight, self.stop, rephase=lambda: self.rephase(full=False),
+            adjust=(lambda: self.adjust_weight(self.geometry_rmsd()[0])) if adjust else None,
+            weight_every=o.weight_every, prepare=prepare, on_eval=self._on_eval)
         self.xray.want = ("xyz", "adp", "occ")
         return n_eval
 

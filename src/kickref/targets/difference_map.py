@@ -24,7 +24,7 @@ from ..core.state import AtomState
 from ..core.term import EnergyTerm
 from ..xtal.structure_factors import StructureFactorCalculator
 from ..core.selection import resolve_selection
-from .density import orbit_factors
+from ..xtal.fourier import orbit_factors
 
 
 class MapConvolutionTerm(EnergyTerm):

@@ -38,3 +38,13 @@ def form_factor(elements, s2) -> np.ndarray:
     a, b = gaussian_coefficients(elements)
     s2 = np.asarray(s2, dtype=np.float64)
     return np.einsum("ng,ngk->nk", a, np.exp(-b[:, :, None] * s2[None, None, :] / 4.0))
+
+
+def atomic_numbers(elements) -> np.ndarray:
+    """Z per atom from element symbols (unknown symbols count as carbon)."""
+    uniq, inv = np.unique(np.asarray(elements, dtype=str), return_inverse=True)
+    z = []
+    for e in uniq:
+        el = gemmi.Element(e)
+        z.append(el.atomic_number if el.atomic_number > 0 else 6)
+    return np.asarray(z, dtype=np.float64)[inv]
