@@ -23,7 +23,7 @@ def test_mtz_columns_and_types(maps_1cbs):
     mtz = gemmi.read_mtz_file(str(out))
     types = {c.label: c.type for c in mtz.columns}
     for label, typ in [("FWT", "F"), ("PHWT", "P"), ("DELFWT", "F"), ("PHDELWT", "P"),
-                       ("FC", "F"), ("PHIC", "P"), ("FOM", "W"), ("FP", "F"), ("SIGFP", "Q"),
+                       ("FC_ALL", "F"), ("PHIC_ALL", "P"), ("FOM", "W"), ("FP", "F"), ("SIGFP", "Q"),
                        ("FreeR_flag", "I")]:
         assert types[label] == typ
     assert mtz.spacegroup.hm == "P 21 21 21"
@@ -51,7 +51,7 @@ def test_missing_reflections_filled_and_fom_range():
     miss = ~mc.observed
     # missing Fo: FWT = D·Fc (phase of Fc), DELFWT = 0, FOM = 0
     assert np.all(mc.delfwt[miss] == 0)
-    assert np.allclose(np.angle(mc.fwt[miss] * np.conj(mc.fc[miss])), 0, atol=1e-6)
+    assert np.allclose(np.angle(mc.fwt[miss] * np.conj(mc.fmodel[miss])), 0, atol=1e-6)
     assert np.all(mc.fom[miss] == 0)
     assert np.all((mc.fom >= 0) & (mc.fom <= 1))
     obs = mc.observed & ~mc.free

@@ -88,7 +88,7 @@ def compute_maps(model, data, *, include_free: bool = False, bulk_solvent: bool 
     stats = fm.statistics()
     if mc.info.get("sigmaa_from") != "test":
         stats.setdefault("warnings", []).append(
-            "D and sigma estimated from all reflections (no usable test set)")
+            "D and S estimated from all reflections (no usable test set)")
     return mc, stats
 
 

@@ -10,7 +10,7 @@ from .common import (add_input_arguments, add_scaling_arguments, check_outputs, 
 def add_parser(sub):
     p = sub.add_parser("maps", help="σA-weighted map coefficients (FWT/PHWT, DELFWT/PHDELWT) as MTZ",
                        description="Write 2mFo-DFc (FWT/PHWT) and mFo-DFc (DELFWT/PHDELWT) map "
-                                   "coefficients, FC/PHIC and FOM, with D and sigma estimated per "
+                                   "coefficients, Fmodel (FC_ALL/PHIC_ALL) and FOM, with D and S estimated per "
                                    "resolution bin on the test set.")
     add_input_arguments(p)
     add_scaling_arguments(p)
@@ -40,8 +40,8 @@ def run(args):
                                  kick=args.kick, kick_options=kick_opts, **load_options(args))
     write_map_coefficients(mc, args.output)
     print(f"R-work {fmt_r(stats['r_work'])}  R-free {fmt_r(stats['r_free'])}")
-    print(f"wrote {args.output}: FWT/PHWT, DELFWT/PHDELWT, FC/PHIC, FOM ({len(mc.hkl)} reflections, "
-          f"{mc.info.get('n_missing_filled', 0)} missing filled with DFc; D, sigma from "
+    print(f"wrote {args.output}: FWT/PHWT, DELFWT/PHDELWT, FC_ALL/PHIC_ALL, FOM ({len(mc.hkl)} reflections, "
+          f"{mc.info.get('n_missing_filled', 0)} missing filled with DFc; D, S from "
           f"{mc.info['sigmaa_from']} set in {mc.info['n_bins']} bins)")
     for w in stats.get("warnings", []):
         print(f"warning: {w}")
