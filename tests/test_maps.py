@@ -45,7 +45,7 @@ def test_map_agrees_with_deposited_map_coefficients(maps_1cbs):
 
 def test_missing_reflections_filled_and_fom_range():
     model, data, _ = case_paths("1cbs")
-    mc, stats = kickref.compute_maps(model, data)
+    mc = kickref.compute_maps(model, data).map_coefficients
     assert mc.info["sigmaa_from"] == "test"
     assert mc.info["n_missing_filled"] > 0
     miss = ~mc.observed
@@ -61,9 +61,9 @@ def test_missing_reflections_filled_and_fom_range():
 
 def test_no_test_set_warns():
     model, data, _ = case_paths("6mw0")
-    mc, stats = kickref.compute_maps(model, data)
-    assert mc.info["sigmaa_from"] == "all"
-    assert any("all reflections" in w for w in stats["warnings"])
+    res = kickref.compute_maps(model, data)
+    assert res.map_coefficients.info["sigmaa_from"] == "all"
+    assert any("all reflections" in w for w in res.statistics.warnings)
 
 
 def test_ccp4_maps_cover_model(maps_1cbs):
