@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kickref
-from conftest import case_paths
+from conftest import MONOMERS, case_paths
 from kickref.cli import main
 from kickref.core.reflections import bins_from_edges, equal_count_bins, hkl_keys
 from kickref.io.reflections import (reflections_from_dataset, reflections_from_mtz, reflections_to_dataset,
@@ -113,6 +113,25 @@ def test_public_names():
                  "reflections_to_mtz", "reflections_from_mtz"):
         assert getattr(kickref, name) is not None
     assert kickref.RefineOptions().cycles >= 1
+
+
+def test_refine_map_result_and_cli_json(tmp_path):
+    model, data, _ = case_paths("5e5z")
+    maps = kickref.compute_maps(model, data)
+    mtz = tmp_path / "maps.mtz"
+    kickref.write_map_coefficients(maps.map_coefficients, mtz)
+    start = kickref.read_model(model)
+    res = kickref.refine_map(start, map_coeffs=f"{mtz}:FWT,PHWT", steps=4, monlib=MONOMERS)
+    assert isinstance(res, kickref.RealSpaceResult) and not res.interrupted
+    assert res.model is not start and res.weight > 0
+    assert res.history[0]["step"] == 0 and res.history[-1]["step"] == 4
+    assert res.as_dict() == {"history": res.history, "weight": res.weight, "interrupted": False}
+    prefix = tmp_path / "rs"
+    rc = main(["refine", str(model), "--map-coeffs", f"{mtz}:FWT,PHWT", "--steps", "4", "-o", str(prefix),
+               "--monlib", str(MONOMERS), "-q"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "rs.json").read_text())
+    assert summary["mode"] == "real-space" and summary["history"][-1]["step"] == 4
 
 
 # ---------------------------------------------------------------------- Reflections ↔ Mtz
