@@ -111,9 +111,9 @@ def kickref_rfactors(model, data, **load_options) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = kickref.rfactor(str(model), str(data), **load_options)
-    return {"r_work": float(res["r_work"]), "r_free": float(res["r_free"]),
-            "data_array": ",".join(res.get("data_columns") or []) or None,
-            "n_fobs_outliers": res.get("n_outliers"), "calculator": "kickref.rfactor"}
+    return {"r_work": float(res.r_work), "r_free": float(res.r_free),
+            "data_array": ",".join(res.data_columns or []) or None,
+            "n_fobs_outliers": res.n_outliers, "calculator": "kickref.rfactor"}
 
 
 # ---------------------------------------------------------------- geometry

@@ -128,11 +128,11 @@ def test_example_mtz_columns_and_free_set(example):
 
 def test_r_factors_true_and_start(example):
     true = kickref.rfactor(str(example["model"]), str(example["mtz"]))
-    assert true["r_work"] < 0.08 and true["r_free"] < 0.08
-    assert true["scale"]["k_sol"] == pytest.approx(P.K_SOL, abs=0.1)
+    assert true.r_work < 0.08 and true.r_free < 0.08
+    assert true.scale["k_sol"] == pytest.approx(P.K_SOL, abs=0.1)
     start = kickref.rfactor(str(example["start_model"]), str(example["mtz"]))
-    assert start["r_work"] > 0.15 and start["r_free"] > 0.15
-    assert start["r_work"] > true["r_work"] + 0.1
+    assert start.r_work > 0.15 and start.r_free > 0.15
+    assert start.r_work > true.r_work + 0.1
 
 
 def test_start_model_is_shaken_with_flat_b(example):

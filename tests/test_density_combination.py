@@ -42,7 +42,7 @@ def test_sphere_mask_with_symmetry_matches_brute_force():
 def cbs_setup():
     model, data, _ = case_paths("1cbs")
     m, d = kickref.load_inputs(model, data)
-    mc, _ = kickref.compute_maps(m, d)
+    mc = kickref.compute_maps(m, d).map_coefficients
     ext = density_map_from_coefficients(mc.cell, mc.spacegroup, mc.hkl, mc.fwt)
     restraints = build_restraints(m, monlib_dir=MONOMERS)
     part = (m.residue_index < 70) & ~m.is_water

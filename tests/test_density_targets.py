@@ -43,7 +43,7 @@ def fd_check(term, state, checks, h=1e-4, rel=2e-4, abs_tol=1e-6):
 def cbs():
     model, data, _ = case_paths("1cbs")
     m, d = kickref.load_inputs(model, data)
-    mc, _ = kickref.compute_maps(m, d)
+    mc = kickref.compute_maps(m, d).map_coefficients
     return m, d, mc
 
 
@@ -51,7 +51,7 @@ def cbs():
 def peptide():
     model, data, _ = case_paths("5e5z")
     m, d = kickref.load_inputs(model, data)
-    mc, _ = kickref.compute_maps(m, d)
+    mc = kickref.compute_maps(m, d).map_coefficients
     return m, d, mc
 
 

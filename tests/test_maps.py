@@ -23,7 +23,7 @@ def test_mtz_columns_and_types(maps_1cbs):
     mtz = gemmi.read_mtz_file(str(out))
     types = {c.label: c.type for c in mtz.columns}
     for label, typ in [("FWT", "F"), ("PHWT", "P"), ("DELFWT", "F"), ("PHDELWT", "P"),
-                       ("FC", "F"), ("PHIC", "P"), ("FOM", "W"), ("FP", "F"), ("SIGFP", "Q"),
+                       ("FC_ALL", "F"), ("PHIC_ALL", "P"), ("FOM", "W"), ("FP", "F"), ("SIGFP", "Q"),
                        ("FreeR_flag", "I")]:
         assert types[label] == typ
     assert mtz.spacegroup.hm == "P 21 21 21"
@@ -45,13 +45,13 @@ def test_map_agrees_with_deposited_map_coefficients(maps_1cbs):
 
 def test_missing_reflections_filled_and_fom_range():
     model, data, _ = case_paths("1cbs")
-    mc, stats = kickref.compute_maps(model, data)
+    mc = kickref.compute_maps(model, data).map_coefficients
     assert mc.info["sigmaa_from"] == "test"
     assert mc.info["n_missing_filled"] > 0
     miss = ~mc.observed
     # missing Fo: FWT = D·Fc (phase of Fc), DELFWT = 0, FOM = 0
     assert np.all(mc.delfwt[miss] == 0)
-    assert np.allclose(np.angle(mc.fwt[miss] * np.conj(mc.fc[miss])), 0, atol=1e-6)
+    assert np.allclose(np.angle(mc.fwt[miss] * np.conj(mc.fmodel[miss])), 0, atol=1e-6)
     assert np.all(mc.fom[miss] == 0)
     assert np.all((mc.fom >= 0) & (mc.fom <= 1))
     obs = mc.observed & ~mc.free
@@ -61,9 +61,9 @@ def test_missing_reflections_filled_and_fom_range():
 
 def test_no_test_set_warns():
     model, data, _ = case_paths("6mw0")
-    mc, stats = kickref.compute_maps(model, data)
-    assert mc.info["sigmaa_from"] == "all"
-    assert any("all reflections" in w for w in stats["warnings"])
+    res = kickref.compute_maps(model, data)
+    assert res.map_coefficients.info["sigmaa_from"] == "all"
+    assert any("all reflections" in w for w in res.statistics.warnings)
 
 
 def test_ccp4_maps_cover_model(maps_1cbs):

@@ -156,10 +156,10 @@ def test_short_refinement_from_shaken_start_lowers_r_free(cbs):
     start = shaken_copy(m, 0.4, 11)
     r0 = kickref.rfactor(start, d)
     res = kickref.refine(start, d, monlib=MONOMERS, cycles=2, xyz_steps=20, hydrogens="keep")
-    print(f"1cbs shaken 0.4 Å: R-free {r0['r_free']:.4f} -> {res.r_free:.4f}, "
-          f"R-work {r0['r_work']:.4f} -> {res.r_work:.4f}")
-    assert res.r_free < r0["r_free"] - 0.03
-    assert res.r_work < r0["r_work"] - 0.03
+    print(f"1cbs shaken 0.4 Å: R-free {r0.r_free:.4f} -> {res.r_free:.4f}, "
+          f"R-work {r0.r_work:.4f} -> {res.r_work:.4f}")
+    assert res.r_free < r0.r_free - 0.03
+    assert res.r_work < r0.r_work - 0.03
     assert res.statistics["rmsd_bond"] < 0.03
     # moved toward the deposited model
     rms0 = np.sqrt(np.mean(np.sum((start.xyz - m.xyz) ** 2, axis=1)))

@@ -28,30 +28,30 @@ def test_r_factors_agree_with_cctbx(case):
     r_work, r_free, labin = CCTBX[case]
     res = kickref.rfactor(model, data, labin=labin)
     tol = TOLERANCE.get(case, 0.005)
-    print(f"{case}: R-work {res['r_work_cctbx']:.4f} (cctbx {r_work}), "
-          f"R-free {res['r_free_cctbx']} (cctbx {r_free}); common-scale {res['r_work']:.4f}/{res['r_free']}")
-    assert abs(res["r_work_cctbx"] - r_work) <= tol
+    print(f"{case}: R-work {res.r_work_cctbx:.4f} (cctbx {r_work}), "
+          f"R-free {res.r_free_cctbx} (cctbx {r_free}); common-scale {res.r_work:.4f}/{res.r_free}")
+    assert abs(res.r_work_cctbx - r_work) <= tol
     if r_free is None:
-        assert res["r_free"] is None and res["n_free"] == 0
+        assert res.r_free is None and res.n_free == 0
     else:
-        assert abs(res["r_free_cctbx"] - r_free) <= tol
+        assert abs(res.r_free_cctbx - r_free) <= tol
         # the usual (common-scale) R-free differs from cctbx's only through the test set's own scale
-        assert abs(res["r_free"] - res["r_free_cctbx"]) <= (0.05 if case in TOLERANCE else 0.003)
-    assert 0.0 <= res["scale"]["k_sol"] <= 1.0
-    assert len(res["shells"]) >= 1
+        assert abs(res.r_free - res.r_free_cctbx) <= (0.05 if case in TOLERANCE else 0.003)
+    assert 0.0 <= res.scale["k_sol"] <= 1.0
+    assert len(res.shells) >= 1
 
 
 def test_bulk_solvent_lowers_r():
     model, data, _ = case_paths("4hg7")      # data to 31 Å: the solvent matters
     with_solvent = kickref.rfactor(model, data)
     without = kickref.rfactor(model, data, bulk_solvent=False)
-    assert with_solvent["r_work"] < without["r_work"] - 0.01
-    assert 0.2 < with_solvent["scale"]["k_sol"] < 0.6
+    assert with_solvent.r_work < without.r_work - 0.01
+    assert 0.2 < with_solvent.scale["k_sol"] < 0.6
 
 
 def test_aniso_scale_obeys_lattice_symmetry():
     model, data, _ = case_paths("4hg7")      # P 65 2 2, Cartesian tensor: B11 = B22, off-diagonal 0
-    b = kickref.rfactor(model, data)["scale"]["b_aniso"]
+    b = kickref.rfactor(model, data).scale["b_aniso"]
     assert b[0] == pytest.approx(b[1], abs=1e-6)
     assert abs(b[2] - b[0]) > 0.05             # c differs from a, b
     assert max(abs(b[3]), abs(b[4]), abs(b[5])) < 1e-6
@@ -61,6 +61,6 @@ def test_scale_shells_option():
     model, data, _ = case_paths("1cbs")
     none = kickref.rfactor(model, data, scale_shells=None)
     five = kickref.rfactor(model, data, scale_shells=5)
-    assert "k_shell" not in none["scale"]
-    assert len(five["scale"]["k_shell"]) == 5
-    assert five["r_work"] <= none["r_work"] + 1e-4
+    assert "k_shell" not in none.scale
+    assert len(five.scale["k_shell"]) == 5
+    assert five.r_work <= none.r_work + 1e-4

@@ -1,25 +1,125 @@
 """kickref's Python API: what the command line calls.
 
-Every function accepts file paths or already loaded objects (:class:`~kickref.model.Model`,
-:class:`~kickref.reflections.Reflections`)::
+Every function accepts file paths or already loaded objects (:class:`~kickref.core.model.Model`,
+:class:`~kickref.core.reflections.Reflections`) and returns one documented result object::
 
     import kickref
-    stats = kickref.rfactor("model.pdb", "data.mtz")
-    maps = kickref.compute_maps("model.pdb", "data.mtz")
+    r = kickref.rfactor("model.pdb", "data.mtz")           # RFactorResult: r.r_work, r.as_dict()
+    maps = kickref.compute_maps("model.pdb", "data.mtz")    # MapsResult
+    kickref.write_map_coefficients(maps.map_coefficients, "maps.mtz")
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, NamedTuple
 
 from .io.models import read_model
 from .io.reflections import check_model_data_compatible, read_reflections
 from .core.model import Model
 from .core.reflections import Reflections
 
+if TYPE_CHECKING:
+    from .xtal.maps import MapCoefficients
+
+
+class Inputs(NamedTuple):
+    """A model and its data, read and checked by :func:`load_inputs` (unpacks as ``m, d``)."""
+    model: Model
+    data: Reflections
+
+
+@dataclass
+class RFactorResult:
+    """R factors of a model against data (:func:`rfactor`); ``as_dict()`` is the JSON of
+    ``kickref rfactor --json``.
+
+    R = Σ||Fo| − |Fmodel||/Σ|Fo| with outliers excluded: ``r_work``/``r_free`` (None without a
+    test set)/``r_all`` on the common fitted scale; ``*_cctbx``: each set rescaled by its own
+    least-squares factor (cctbx's r1_factor). ``scale``: k_overall, b_aniso (B11 B22 B33 B12 B13
+    B23, Å²), k_sol, b_sol (Å²), k_shell, method. ``shells``: per-shell rows (d_max, d_min in Å,
+    n, n_free, r_work, r_free), lowest resolution first. ``d_min``/``d_max`` in Å;
+    ``solvent_fraction`` of the unit cell (None without bulk solvent).
+    """
+    r_work: float | None
+    r_free: float | None
+    r_all: float | None
+    r_work_cctbx: float | None
+    r_free_cctbx: float | None
+    r_all_cctbx: float | None
+    n_outliers: int
+    scale: dict
+    shells: list
+    n_refl: int
+    n_work: int
+    n_free: int
+    d_min: float
+    d_max: float
+    solvent_fraction: float | None = None
+    model: str | None = None
+    data: str | None = None
+    data_columns: dict | None = None
+    warnings: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        if d["solvent_fraction"] is None:
+            del d["solvent_fraction"]
+        return d
+
+
+@dataclass
+class MapsResult:
+    """σA-weighted map coefficients (:func:`compute_maps`) with the statistics of the input model.
+
+    ``map_coefficients``: :class:`~kickref.xtal.maps.MapCoefficients` (write them with
+    :func:`kickref.write_map_coefficients`); ``statistics``: :class:`RFactorResult`, its
+    ``warnings`` include "D and S estimated from all reflections" when there is no usable test
+    set; ``kick``: ensemble statistics of ``kick=True`` (n_models, amplitudes in Å, seed,
+    r_work_mean, r_free_mean, time in s), else None.
+    """
+    map_coefficients: MapCoefficients
+    statistics: RFactorResult
+    kick: dict | None = None
+
+    def as_dict(self) -> dict:
+        """The JSON of ``kickref maps --json``: statistics, 'kick' (if any) and 'maps' (D, S per bin…)."""
+        d = self.statistics.as_dict()
+        if self.kick is not None:
+            d["kick"] = self.kick
+        d["maps"] = self.map_coefficients.info
+        return d
+
+
+@dataclass
+class RealSpaceResult:
+    """Real-space refinement toward a map (:func:`refine_map`): the refined ``model`` (a copy),
+    ``history`` (per-chunk values), the density ``weight`` used and whether it was ``interrupted``."""
+    model: Model
+    history: list
+    weight: float | None
+    interrupted: bool = False
+
+    def as_dict(self) -> dict:
+        return {"history": self.history, "weight": self.weight, "interrupted": self.interrupted}
+
+
+def _rfactor_result(stats: dict, model: Model, data: Reflections) -> RFactorResult:
+    """RFactorResult from ``FModel.statistics()`` and the inputs' paths, columns and warnings."""
+    stats = dict(stats)
+    extra = stats.pop("warnings", [])
+    res = RFactorResult(**stats, model=model.path, data=data.path,
+                        data_columns=data.source.get("columns"),
+                        warnings=list(data.source.get("warnings", [])))
+    if not data.has_free:
+        res.warnings.append("no test set: R-free not available")
+    res.warnings.extend(extra)
+    return res
+
 
 def load_inputs(model, data, *, labin=None, free_value=None, d_min=None, d_max=None,
-                hydrogens: str = "keep"):
-    """Read (if paths) and check a model and a data set; returns (Model, Reflections).
+                hydrogens: str = "keep") -> Inputs:
+    """Read (if paths) and check a model and a data set; returns :class:`Inputs` (model, data).
 
     The data are cut to [d_min, d_max]; cell and space group must agree (1 % on cell edges).
     """
@@ -34,7 +134,7 @@ def load_inputs(model, data, *, labin=None, free_value=None, d_min=None, d_max=N
     check_model_data_compatible(model.cell, model.spacegroup, data, model.path, data.path)
     for w in data.source.get("warnings", []):
         warnings.warn(f"{data.path}: {w}", stacklevel=2)
-    return model, data
+    return Inputs(model, data)
 
 
 def make_fmodel(model: Model, data: Reflections, *, bulk_solvent: bool = True,
@@ -49,47 +149,40 @@ def make_fmodel(model: Model, data: Reflections, *, bulk_solvent: bool = True,
 
 
 def rfactor(model, data, *, bulk_solvent: bool = True, scale_shells="auto",
-            reject_outliers: bool = True, n_shells: int = 10, **load_options) -> dict:
-    """R-work/R-free with bulk solvent and anisotropic scaling, and a per-shell table.
-
-    Returns a dict: r_work, r_free, r_all (common scale), r_work_cctbx/r_free_cctbx (each set
-    rescaled on its own, cctbx's convention), scale (k_overall, b_aniso B11..B23 Å², k_sol, B_sol
-    Å²), shells, n_refl, n_free, n_outliers, d_min, d_max.
-    """
+            reject_outliers: bool = True, n_shells: int = 10, **load_options) -> RFactorResult:
+    """R-work/R-free with bulk solvent and anisotropic scaling, and a per-shell table
+    (``n_shells`` rows); see :class:`RFactorResult`."""
     model, data = load_inputs(model, data, **load_options)
     fm = make_fmodel(model, data, bulk_solvent=bulk_solvent, scale_shells=scale_shells,
                      reject_outliers=reject_outliers)
-    out = fm.statistics(n_shells=n_shells)
-    out["model"] = model.path
-    out["data"] = data.path
-    out["data_columns"] = data.source.get("columns")
-    out["warnings"] = list(data.source.get("warnings", []))
-    if not data.has_free:
-        out["warnings"].append("no test set: R-free not available")
-    return out
+    return _rfactor_result(fm.statistics(n_shells=n_shells), model, data)
 
 
 def compute_maps(model, data, *, include_free: bool = False, bulk_solvent: bool = True,
                  scale_shells="auto", kick: bool = False, kick_options: dict | None = None,
-                 **load_options):
+                 **load_options) -> MapsResult:
     """σA-weighted map coefficients (2mFo−DFc, mFo−DFc, Fmodel, FOM) for the model as it is.
 
-    Returns (MapCoefficients, statistics dict). ``kick=True`` averages the coefficients over an
-    ensemble of kicked models (see :func:`kickref.refinement.kick.kick_map_coefficients`).
+    ``include_free``: use test-set reflections like work ones (default: D·Fm there).
+    ``kick=True`` averages the coefficients over an ensemble of kicked models
+    (:func:`kickref.refinement.kick.kick_map_coefficients`, options ``kick_options``).
     """
     from .xtal.maps import compute_map_coefficients
     model, data = load_inputs(model, data, **load_options)
     if kick:
         from .refinement.kick import kick_map_coefficients
-        return kick_map_coefficients(model, data, include_free=include_free, bulk_solvent=bulk_solvent,
-                                     scale_shells=scale_shells, **(kick_options or {}))
-    fm = make_fmodel(model, data, bulk_solvent=bulk_solvent, scale_shells=scale_shells)
-    mc = compute_map_coefficients(fm, include_free=include_free)
-    stats = fm.statistics()
-    if mc.info.get("sigmaa_from") != "test":
-        stats.setdefault("warnings", []).append(
-            "D and sigma estimated from all reflections (no usable test set)")
-    return mc, stats
+        mc, stats = kick_map_coefficients(model, data, include_free=include_free,
+                                          bulk_solvent=bulk_solvent, scale_shells=scale_shells,
+                                          **(kick_options or {}))
+        kick_stats = stats.pop("kick")
+    else:
+        fm = make_fmodel(model, data, bulk_solvent=bulk_solvent, scale_shells=scale_shells)
+        mc = compute_map_coefficients(fm, include_free=include_free)
+        stats = fm.statistics()
+        if mc.info.get("sigmaa_from") != "test":
+            stats["warnings"] = ["D and S estimated from all reflections (no usable test set)"]
+        kick_stats = None
+    return MapsResult(mc, _rfactor_result(stats, model, data), kick_stats)
 
 
 def add_hydrogens(model: Model, monlib_dir=None, ligands=()) -> Model:
@@ -172,8 +265,7 @@ def refine_map(model, map_path=None, *, map_coeffs=None, mode: str = "interpolat
     ``mode``: 'interpolation' (tricubic, atoms weighted by Z) or 'convolution' (model density ×
     map). ``hydrogens``: keep | remove | add (riding hydrogens placed from the library).
     ``bond_rmsd`` (Å): target of the weight adjustment (default
-    :data:`~kickref.refinement.weighting.BOND_RMSD_MAP`, 0.02).
-    Returns (refined Model, dict with 'history', 'weight', 'interrupted').
+    :data:`~kickref.refinement.weighting.BOND_RMSD_MAP`, 0.02). Returns a :class:`RealSpaceResult`.
     """
     from .refinement.real_space import refine_against_map
     from .refinement.weighting import BOND_RMSD_MAP
@@ -188,7 +280,7 @@ def refine_map(model, map_path=None, *, map_coeffs=None, mode: str = "interpolat
     info = refine_against_map(model, dmap, restraints, mode, selection=selection, steps=steps,
                               weight=weight, bond_rmsd=BOND_RMSD_MAP if bond_rmsd is None else bond_rmsd,
                               log=log, stop=stop)
-    return model, info
+    return RealSpaceResult(model, info["history"], info["weight"], info["interrupted"])
 
 
 def density_combination(model, map_path=None, data=None, *, map_coeffs=None, part=None, envelope=None,
@@ -202,8 +294,9 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, par
     and the ``part`` atoms are minimized against the difference map of the combined structure
     factors, re-combining every ``recombine_every`` steps. ``data`` (Fobs) is optional.
     ``hydrogens``: keep | remove | add (riding hydrogens placed from the library). ``bond_rmsd``
-    (Å): default :data:`~kickref.refinement.weighting.BOND_RMSD_MAP` (0.02). Returns the
-    DensityCombinationResult (refined model, combined map, history, files written)."""
+    (Å): default :data:`~kickref.refinement.weighting.BOND_RMSD_MAP` (0.02). Returns a
+    :class:`~kickref.refinement.density_combination.DensityCombinationResult` (refined model,
+    combined map, history, files written)."""
     from .refinement.density_combination import run_density_combination
     from .refinement.weighting import BOND_RMSD_MAP
     from .restraints import build_restraints

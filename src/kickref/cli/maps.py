@@ -10,7 +10,7 @@ from .common import (add_input_arguments, add_scaling_arguments, check_outputs, 
 def add_parser(sub):
     p = sub.add_parser("maps", help="σA-weighted map coefficients (FWT/PHWT, DELFWT/PHDELWT) as MTZ",
                        description="Write 2mFo-DFc (FWT/PHWT) and mFo-DFc (DELFWT/PHDELWT) map "
-                                   "coefficients, FC/PHIC and FOM, with D and sigma estimated per "
+                                   "coefficients, Fmodel (FC_ALL/PHIC_ALL) and FOM, with D and S estimated per "
                                    "resolution bin on the test set.")
     add_input_arguments(p)
     add_scaling_arguments(p)
@@ -34,16 +34,17 @@ def run(args):
         outs += [f"{args.ccp4}_2fofc.ccp4", f"{args.ccp4}_fofc.ccp4"]
     check_outputs(outs, args)
     kick_opts = {"n_models": args.kick_models, "max_amplitude": args.kick_max, "seed": args.seed}
-    mc, stats = api.compute_maps(args.model, args.data, include_free=args.include_free,
+    res = api.compute_maps(args.model, args.data, include_free=args.include_free,
                                  bulk_solvent=not args.no_bulk_solvent,
                                  scale_shells=scale_shells_value(args.scale_shells),
                                  kick=args.kick, kick_options=kick_opts, **load_options(args))
+    mc, stats = res.map_coefficients, res.statistics
     write_map_coefficients(mc, args.output)
-    print(f"R-work {fmt_r(stats['r_work'])}  R-free {fmt_r(stats['r_free'])}")
-    print(f"wrote {args.output}: FWT/PHWT, DELFWT/PHDELWT, FC/PHIC, FOM ({len(mc.hkl)} reflections, "
-          f"{mc.info.get('n_missing_filled', 0)} missing filled with DFc; D, sigma from "
+    print(f"R-work {fmt_r(stats.r_work)}  R-free {fmt_r(stats.r_free)}")
+    print(f"wrote {args.output}: FWT/PHWT, DELFWT/PHDELWT, FC_ALL/PHIC_ALL, FOM ({len(mc.hkl)} reflections, "
+          f"{mc.info.get('n_missing_filled', 0)} missing filled with DFc; D, S from "
           f"{mc.info['sigmaa_from']} set in {mc.info['n_bins']} bins)")
-    for w in stats.get("warnings", []):
+    for w in stats.warnings:
         print(f"warning: {w}")
     if args.ccp4:
         from ..io.models import read_model
@@ -51,5 +52,5 @@ def run(args):
         for f in write_ccp4_maps(mc, args.ccp4, st):
             print(f"wrote {f}")
     if args.json:
-        write_json(args.json, {**stats, "maps": mc.info})
+        write_json(args.json, res.as_dict())
     return 0

@@ -233,8 +233,9 @@ def run_map(args, paths):
         model, info = res.model, {"history": res.history, "weight": res.weight, "interrupted": res.interrupted,
                                   "files": res.files}
     else:
-        model, info = api.refine_map(args.model, args.map, mode=args.map_mode, selection=args.select,
-                                     steps=args.steps, **common)
+        res = api.refine_map(args.model, args.map, mode=args.map_mode, selection=args.select,
+                             steps=args.steps, **common)
+        model, info = res.model, res.as_dict()
     write_model(model, paths["pdb"])
     write_model(model, paths["cif"])
     summary = {"program": "kickref", "mode": "density combination" if args.dens_comb else "real-space",

@@ -23,9 +23,9 @@ def run(args):
     res = api.rfactor(args.model, args.data, bulk_solvent=not args.no_bulk_solvent,
                       scale_shells=scale_shells_value(args.scale_shells), n_shells=args.shells,
                       **load_options(args))
-    print(report(res))
+    print(report(res.as_dict()))
     if args.json:
-        write_json(args.json, res)
+        write_json(args.json, res.as_dict())
     return 0
 
 

@@ -7,8 +7,10 @@ iteration and lets the caller stop cleanly between steps.
 
 Bounds are handled by projection: trial points are clipped to the box, and the search
 direction is zeroed for variables at a bound whose gradient pushes outward. The line search
-is a backtracking/expanding search on the Armijo condition with a curvature check, which
-needs one evaluation per step in the usual case.
+is plain backtracking on the Armijo (sufficient decrease) condition: it tries the full step
+(t = 1, or less when ``max_shift`` caps it), shrinks t by 0.3 (by 0.1 after a non-finite value)
+up to 20 times, and never expands; in the usual case one evaluation per step. There is no
+curvature (Wolfe) test: a step pair (s, y) with sᵀy ≤ 10⁻¹²·yᵀy is simply not stored.
 """
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def lbfgs(fun, x0, max_iter: int, lower=None, upper=None, m: int = 10, gtol: flo
         if max_shift is not None:             # limit the shifts (first step: half of that)
             cap = max_shift if S else 0.5 * max_shift
             t = min(1.0, float(np.min(cap / np.maximum(np.abs(d), 1e-300))))
-        # line search (Armijo, with expansion when the first trial is accepted too easily)
+        # backtracking line search on the Armijo condition
         accepted = False
         f_new = g_new = x_new = None
         for _ in range(20):

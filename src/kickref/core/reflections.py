@@ -75,17 +75,30 @@ class Reflections:
             m &= self.d <= d_max * (1 + 1e-9)
         return self.subset(m)
 
-    def bin_index(self, n_bins: int | None = None, min_per_bin: int = 200) -> np.ndarray:
-        """Resolution bins of about equal count in 1/d³ (bin 0 = lowest resolution)."""
-        if n_bins is None:
-            n_bins = int(np.clip(self.n // min_per_bin, 1, 20))
-        return equal_count_bins(self.s2, n_bins)
 
+def equal_count_bins(s2: np.ndarray, n_bins: int, used=None) -> tuple[np.ndarray, np.ndarray]:
+    """Resolution bins of about equal count: (bin of every reflection, the n_bins−1 s² edges).
 
-def equal_count_bins(s2: np.ndarray, n_bins: int) -> np.ndarray:
-    """Bin index (0..n_bins-1) from equal-count quantiles of s2 (= 1/d²)."""
+    ``s2`` = 1/d² (Å⁻²). Edges are equal-count quantiles of ``s2[used]`` (all reflections when
+    ``used`` is None); every reflection, used or not, gets bin = number of edges ≤ its s²
+    (0 = lowest resolution … n_bins−1), see :func:`bins_from_edges`.
+    """
+    s2 = np.asarray(s2)
     n_bins = max(1, int(n_bins))
-    if n_bins == 1 or len(s2) == 0:
-        return np.zeros(len(s2), dtype=np.int64)
-    edges = np.quantile(s2, np.linspace(0, 1, n_bins + 1)[1:-1])
-    return np.searchsorted(edges, s2, side="right").astype(np.int64)
+    ref = s2 if used is None else s2[np.asarray(used, dtype=bool)]
+    if n_bins == 1 or len(ref) == 0:
+        edges = np.zeros(0)
+    else:
+        edges = np.quantile(ref, np.linspace(0, 1, n_bins + 1)[1:-1])
+    return bins_from_edges(s2, edges), edges
+
+
+def bins_from_edges(s2, edges: np.ndarray) -> np.ndarray:
+    """Bin index (int64) of each s² (= 1/d², Å⁻²) for ascending bin edges: count of edges ≤ s²."""
+    return np.searchsorted(edges, np.asarray(s2), side="right").astype(np.int64)
+
+
+def hkl_keys(hkl) -> np.ndarray:
+    """One int64 per Miller index (…, 3) for set operations (np.isin, np.unique); |h|,|k|,|l| < 1024."""
+    h = np.asarray(hkl, dtype=np.int64) + 1024
+    return (h[..., 0] << 22) | (h[..., 1] << 11) | h[..., 2]

@@ -29,9 +29,6 @@ class EnergyTerm:
         """Return (value, AtomGradient or None), unscaled."""
         raise NotImplementedError
 
-    def value_and_gradient(self, state: AtomState):
-        return self.compute(state, gradient=True)
-
     def value(self, state: AtomState) -> float:
         return self.compute(state, gradient=False)[0]
 

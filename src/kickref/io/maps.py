@@ -2,7 +2,8 @@
 reading maps for density targets (CCP4/MRC files, or map coefficients from MTZ/SF-mmCIF).
 
 MTZ columns (types as Coot expects): FP F, SIGFP Q, FreeR_flag I (0 = test set),
-FWT F, PHWT P, DELFWT F, PHDELWT P, FC F, PHIC P, FOM W. Phases in degrees.
+FWT F, PHWT P, DELFWT F, PHDELWT P, FC_ALL F, PHIC_ALL P, FOM W. Phases in degrees.
+FC_ALL/PHIC_ALL is F_model (scaled Fc with bulk solvent), REFMAC's label for it; not plain Fcalc.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def map_coefficients_mtz(mc, extra: dict | None = None) -> gemmi.Mtz:
     mtz.add_dataset("kickref")
     cols = [("FP", "F"), ("SIGFP", "Q"), ("FreeR_flag", "I"),
             ("FWT", "F"), ("PHWT", "P"), ("DELFWT", "F"), ("PHDELWT", "P"),
-            ("FC", "F"), ("PHIC", "P"), ("FOM", "W")]
+            ("FC_ALL", "F"), ("PHIC_ALL", "P"), ("FOM", "W")]
     extra = extra or {}
     for label, (typ, _) in extra.items():
         cols.append((label, typ))
@@ -38,10 +39,10 @@ def map_coefficients_mtz(mc, extra: dict | None = None) -> gemmi.Mtz:
         mtz.add_column(label, typ)
     fwt, phwt = _amp_phase(mc.fwt)
     dfwt, phd = _amp_phase(mc.delfwt)
-    fc, phic = _amp_phase(mc.fc)
+    fmodel, phic = _amp_phase(mc.fmodel)
     flag = np.where(mc.free, 0, 1).astype(np.float32)
     data = [mc.hkl[:, 0], mc.hkl[:, 1], mc.hkl[:, 2], mc.f_obs, mc.sigma, flag,
-            fwt, phwt, dfwt, phd, fc, phic, mc.fom]
+            fwt, phwt, dfwt, phd, fmodel, phic, mc.fom]
     for label, (_, values) in extra.items():
         data.append(values)
     arr = np.column_stack([np.asarray(c, dtype=np.float32) for c in data])

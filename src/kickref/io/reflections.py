@@ -74,7 +74,55 @@ def read_reflections(path, labin=None, free_value=None, d_min=None, d_max=None,
     Bad input raises :class:`InputError`.
     """
     p = check_readable(path)
-    table = _read_table(p)
+    return _reflections_from_table(_read_table(p), p, labin, free_value, d_min, d_max, model_cell,
+                                   model_spacegroup)
+
+
+def reflections_from_mtz(mtz: gemmi.Mtz, labin=None, free_value=None, d_min=None, d_max=None,
+                         model_cell=None, model_spacegroup=None) -> Reflections:
+    """:class:`Reflections` from an in-memory ``gemmi.Mtz``, by the same rules as
+    :func:`read_reflections` (column choice, free-flag convention, ASU, duplicates, French–Wilson,
+    resolution limits). ``path`` of the result is None."""
+    where = "in-memory MTZ"
+    return _reflections_from_table(_mtz_table(mtz, where), where, labin, free_value, d_min, d_max,
+                                   model_cell, model_spacegroup)
+
+
+def reflections_to_mtz(refl: Reflections) -> gemmi.Mtz:
+    """A ``gemmi.Mtz`` with H K L, FP (F), SIGFP (Q) and, when there is a test set, FREE (I) in
+    the CCP4 convention: 0 = test set, 1 = work. Amplitudes on the data's scale; cell and space
+    group of ``refl``. Stored as float32, as in any MTZ file."""
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.cell = refl.cell
+    mtz.spacegroup = refl.spacegroup
+    mtz.add_dataset("kickref")
+    cols = [("FP", "F", refl.f_obs), ("SIGFP", "Q", refl.sigma)]
+    if refl.has_free:
+        cols.append(("FREE", "I", np.where(refl.free, 0, 1)))
+    for label, typ, _ in cols:
+        mtz.add_column(label, typ)
+    mtz.set_data(np.column_stack([refl.hkl] + [c for _, _, c in cols]).astype(np.float32))
+    mtz.update_reso()
+    return mtz
+
+
+def reflections_to_dataset(refl: Reflections):
+    """A ``reciprocalspaceship.DataSet`` with FP, SIGFP and (with a test set) FREE, as
+    :func:`reflections_to_mtz` (reciprocalspaceship is optional and imported here)."""
+    import reciprocalspaceship as rs
+    return rs.io.from_gemmi(reflections_to_mtz(refl))
+
+
+def reflections_from_dataset(ds, labin=None, free_value=None, d_min=None, d_max=None) -> Reflections:
+    """:class:`Reflections` from a ``reciprocalspaceship.DataSet`` (through its gemmi.Mtz), by the
+    rules of :func:`reflections_from_mtz`."""
+    return reflections_from_mtz(ds.to_gemmi(), labin=labin, free_value=free_value, d_min=d_min,
+                                d_max=d_max)
+
+
+def _reflections_from_table(table, p, labin, free_value, d_min, d_max, model_cell,
+                            model_spacegroup) -> Reflections:
+    """The steps 2–7 of :func:`read_reflections` on a column table; ``p`` names the source."""
     warnings: list[str] = []
     m_cell = _as_cell(model_cell, p)
     m_sg = _as_spacegroup(model_spacegroup, p)
@@ -160,7 +208,8 @@ def read_reflections(path, labin=None, free_value=None, d_min=None, d_max=None,
                            ops.epsilon_factor_without_centering_array(hkl))
         value, sigma, fw_bins = fw.f, fw.sigma_f, fw.n_bins
 
-    refl = Reflections(cell, sg, hkl, value, sigma, free, has_free, str(p), {})
+    refl = Reflections(cell, sg, hkl, value, sigma, free, has_free,
+                       str(p) if isinstance(p, Path) else None, {})
     n_before_cut = refl.n
     if d_min is not None or d_max is not None:
         refl = refl.resolution_cut(d_min, d_max)
@@ -324,6 +373,11 @@ def _read_mtz(p: Path) -> _Table:
         mtz = gemmi.read_mtz_file(str(p))
     except Exception as e:
         raise InputError(p, f"corrupt or truncated MTZ ({_short(e)})") from None
+    return _mtz_table(mtz, p)
+
+
+def _mtz_table(mtz: gemmi.Mtz, p) -> _Table:
+    """Columns of a gemmi.Mtz by label; ``p``: the file (or a description) for messages."""
     if len(mtz.batches) > 0:
         raise InputError(p, "unmerged MTZ (has batches); merge the data first")
     labels = list(mtz.column_labels())

@@ -46,15 +46,3 @@ class Energy:
             if gradient and g is not None:
                 grad.add(g, f)
         return total, grad, parts
-
-    def compute_by_kind(self, state: AtomState, kind: str):
-        """Unweighted (scale only) value and gradient of the enabled terms of one kind."""
-        total = 0.0
-        grad = AtomGradient(state.n_atoms)
-        for t in self.terms:
-            if t.enabled and t.kind == kind:
-                v, g = t.compute(state, gradient=True)
-                total += t.scale * v
-                if g is not None:
-                    grad.add(g, t.scale)
-        return total, grad

@@ -186,15 +186,6 @@ def kick_b(obj, amplitude: float, selection=None, rng=None, *, seed=None, model=
 _kick_b_values = kick_b          # run_kick_cooling's ``kick_b`` argument shadows the function
 
 
-def kicked_copy(state: AtomState, amplitude: float, rng, b_amplitude: float = 0.0, selection=None,
-                hydrogens=None, place_hydrogens=None) -> AtomState:
-    """A kicked copy of ``state`` (coordinates, then B values), the original left untouched."""
-    s = state.copy()
-    kick_coordinates(s, amplitude, selection, rng, hydrogens=hydrogens, place_hydrogens=place_hydrogens)
-    kick_b(s, b_amplitude, selection, rng, hydrogens=hydrogens)
-    return s
-
-
 # ------------------------------------------------------------------------ fast cooling
 def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int = 10,
                      law: str = "linear", steps: int | None = None, seed: int = 1, selection=None,
@@ -270,14 +261,13 @@ def kick_map_coefficients(model, data, n_models: int = 50, max_amplitude: float 
     a_i (:func:`kick_amplitudes`: 0 … ``max_amplitude`` Å, uniform per coordinate, seeded) and,
     if ``b_amplitude``, B values by ±b_amplitude. For each: Fc (one calculator for the data and
     the missing reflections), the scale refitted from the input model's (no grid search; the
-    solvent mask of the input model is kept), D and σ from the test set (warm start), then
+    solvent mask of the input model is kept), D and S from the test set (warm start), then
     2mFo−DFc, mFo−DFc and Fmodel. The complex coefficients and the FOM are averaged; missing
     reflections get the average D·Fm. Returns (MapCoefficients, statistics of the input model
     with 'kick' statistics added).
     """
-    from ..xtal import sigmaa as _sigmaa
     from ..xtal.fmodel import FModel
-    from ..xtal.maps import MapCoefficients, missing_hkl
+    from ..xtal.maps import MapCoefficients, missing_hkl, sigmaa_map_coefficients
     from ..xtal.scaling import cartesian_s, quad_forms
     from ..xtal.structure_factors import StructureFactorCalculator
     t0 = time.perf_counter()
@@ -316,14 +306,11 @@ def kick_map_coefficients(model, data, n_models: int = 50, max_amplitude: float 
         fm.fit_scale(full=False)
         sa = fm.sigmaa(start=base_sa)
         f_model = fm.f_model
-        afm = np.abs(f_model)
-        phase = np.exp(1j * np.angle(f_model))
-        m = _sigmaa.figure_of_merit(d.f_obs, d.sigma, afm, d.centric, d.epsilon, sa.D, sa.S)
-        two = np.where(d.centric, m * d.f_obs, 2 * m * d.f_obs - sa.D * afm)
-        ok = use_fo & ~fm.outliers
-        sum_fwt[:nd] += np.where(ok, two * phase, sa.D * f_model)
-        sum_del[:nd] += np.where(ok, (m * d.f_obs - sa.D * afm) * phase, 0)
-        sum_fom[:nd] += np.where(ok, m, 0.0)
+        fwt, delfwt, fom = sigmaa_map_coefficients(d.f_obs, d.sigma, f_model, d.centric, d.epsilon,
+                                                   sa.D, sa.S, use_fo & ~fm.outliers)
+        sum_fwt[:nd] += fwt
+        sum_del[:nd] += delfwt
+        sum_fom[:nd] += fom
         sum_fc[:nd] += f_model
         if nm:
             fm_m = fm.scale.fmodel(fc_all[nd:], fmask_m, s2m, q6m)
@@ -350,7 +337,7 @@ def kick_map_coefficients(model, data, n_models: int = 50, max_amplitude: float 
                      "time": time.perf_counter() - t0}
     if base_sa.used != "test":
         stats.setdefault("warnings", []).append(
-            "D and sigma estimated from all reflections (no usable test set)")
+            "D and S estimated from all reflections (no usable test set)")
     return mc, stats
 
 

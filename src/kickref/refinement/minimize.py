@@ -1,7 +1,7 @@
 """L-BFGS minimization of the energy over one parameter kind, with interruption.
 
-``minimize_energy`` runs scipy's L-BFGS-B on E(x) = Σ weighted terms for the parameters ``x``
-(see :mod:`kickref.refinement.parameters`). A :class:`StopFlag` set by Ctrl-C (or by the program)
+``minimize_energy`` runs kickref's bounded L-BFGS (:func:`kickref.core.lbfgs.lbfgs`) on
+E(x) = Σ weighted terms for the parameters ``x`` (see :mod:`kickref.refinement.parameters`). A :class:`StopFlag` set by Ctrl-C (or by the program)
 ends the minimization after the current step; the state then holds the last accepted point.
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.state import AtomGradient, AtomState
+from ..core.state import AtomState
 
 from ..core.term import EnergyTerm
 from ..xtal.sigmaa import ml_value_and_derivative  # noqa: F401 (part of this module's API)
@@ -35,7 +35,6 @@ class XrayTarget(EnergyTerm):
         self.name = f"xray_{target}"
         self.D = None
         self.S = None
-        self.last_fc = None
         self.want = ("xyz", "adp", "occ")      # gradient parts to compute (a stage may narrow it)
 
     def set_sigmaa(self, sigmaa) -> None:
@@ -64,7 +63,6 @@ class XrayTarget(EnergyTerm):
     def compute(self, state: AtomState, gradient: bool = True):
         fmod = self.fmodel
         fc = fmod.sf.calculate(state, fmod.elements)
-        self.last_fc = fc
         k = fmod.scale_factor
         fm = k * (fc + fmod.scale.solvent_factor(fmod.s2) * fmod.fmask)
         afm = np.abs(fm)

@@ -151,11 +151,6 @@ class FModel:
     def f_model(self) -> np.ndarray:
         return self.scale.fmodel(self.fc, self.fmask, self.s2, self.q6)
 
-    @property
-    def f_bulk(self) -> np.ndarray:
-        """Unscaled Fc + solvent contribution."""
-        return self.fc + self.scale.solvent_factor(self.s2) * self.fmask
-
     def statistics(self, n_shells: int = 10) -> dict:
         """R factors (outliers excluded), scale parameters and a per-shell table.
 

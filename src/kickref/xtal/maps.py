@@ -1,4 +1,4 @@
-"""σA-weighted map coefficients: 2mFo−DFc (FWT/PHWT), mFo−DFc (DELFWT/PHDELWT), FC/PHIC, FOM.
+"""σA-weighted map coefficients: 2mFo−DFc (FWT/PHWT), mFo−DFc (DELFWT/PHDELWT), Fmodel, FOM.
 
 - Phases are those of Fmodel (scaled Fc + bulk solvent).
 - Acentric: FWT = 2m|Fo| − D|Fm|; centric: FWT = m|Fo|; DELFWT = m|Fo| − D|Fm| for both.
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import gemmi
 import numpy as np
 
+from ..core.reflections import hkl_keys
 from . import sigmaa as _sigmaa
 from .scaling import cartesian_s, quad_forms
 from .structure_factors import StructureFactorCalculator
@@ -26,7 +27,7 @@ class MapCoefficients:
     hkl: np.ndarray                     # (n,3) complete set within the data's resolution range
     fwt: np.ndarray                     # complex 2mFo−DFc
     delfwt: np.ndarray                  # complex mFo−DFc
-    fc: np.ndarray                      # complex Fmodel (scaled)
+    fmodel: np.ndarray                  # complex Fmodel (scaled Fc + bulk solvent; MTZ FC_ALL/PHIC_ALL)
     fom: np.ndarray                     # m (0 where Fo missing)
     f_obs: np.ndarray                   # |Fo| (NaN where missing)
     sigma: np.ndarray
@@ -43,11 +44,25 @@ def missing_hkl(cell, spacegroup, hkl_obs, d_min, d_max) -> np.ndarray:
     """ASU reflections within [d_min, d_max] not present in ``hkl_obs``."""
     allh = np.asarray(gemmi.make_miller_array(cell, spacegroup, d_min * (1 - 1e-6), d_max * (1 + 1e-6)),
                       dtype=np.int64)
-    def key(h):
-        h = np.asarray(h, dtype=np.int64) + 1024
-        return (h[:, 0] << 22) | (h[:, 1] << 11) | h[:, 2]
-    present = np.isin(key(allh), key(hkl_obs))
+    present = np.isin(hkl_keys(allh), hkl_keys(hkl_obs))
     return allh[~present].astype(np.int32)
+
+
+def sigmaa_map_coefficients(f_obs, sigma, f_model, centric, epsilon, D, S, use_fo):
+    """σA-weighted coefficients for observed reflections: (FWT, DELFWT, FOM), complex/real arrays.
+
+    m = figure of merit from D, S (:func:`kickref.xtal.sigmaa.figure_of_merit`); phases of
+    ``f_model`` (complex, scaled). Where ``use_fo``: FWT = 2m|Fo| − D|Fm| (acentric), m|Fo|
+    (centric), DELFWT = m|Fo| − D|Fm|; elsewhere (test set, outliers) FWT = D·Fm, DELFWT = 0, FOM 0.
+    """
+    afm = np.abs(f_model)
+    phase = np.exp(1j * np.angle(f_model))
+    m = _sigmaa.figure_of_merit(f_obs, sigma, afm, centric, epsilon, D, S)
+    two = np.where(centric, m * f_obs, 2 * m * f_obs - D * afm)
+    fwt = np.where(use_fo, two * phase, D * f_model)
+    delfwt = np.where(use_fo, (m * f_obs - D * afm) * phase, 0)
+    fom = np.where(use_fo, m, 0.0)
+    return fwt, delfwt, fom
 
 
 def compute_map_coefficients(fmodel, state=None, *, include_free: bool = False, fill_missing: bool = True,
@@ -55,25 +70,16 @@ def compute_map_coefficients(fmodel, state=None, *, include_free: bool = False, 
     """Map coefficients from an up-to-date :class:`~kickref.xtal.fmodel.FModel`."""
     d = fmodel.data
     fm = fmodel.f_model
-    afm = np.abs(fm)
-    phase = np.exp(1j * np.angle(fm))
     sa = sigmaa or fmodel.sigmaa()
-    D, S = sa.D, sa.S
-    m = _sigmaa.figure_of_merit(d.f_obs, d.sigma, afm, d.centric, d.epsilon, D, S)
-    fo = d.f_obs
-    two = np.where(d.centric, m * fo, 2 * m * fo - D * afm)
-    fwt = two * phase
-    delfwt = (m * fo - D * afm) * phase
     use_fo = np.ones(d.n, bool) if include_free or not d.has_free else ~d.free
     use_fo &= ~fmodel.outliers
-    fwt = np.where(use_fo, fwt, D * fm)
-    delfwt = np.where(use_fo, delfwt, 0)
-    fom = np.where(use_fo, m, 0.0)
+    fwt, delfwt, fom = sigmaa_map_coefficients(d.f_obs, d.sigma, fm, d.centric, d.epsilon, sa.D, sa.S,
+                                               use_fo)
     info = {"sigmaa_from": sa.used, "D_bin": sa.D_bin.tolist(), "S_bin": sa.S_bin.tolist(),
             "n_bins": len(sa.D_bin), "include_free": include_free}
     hkl, obs = d.hkl, np.ones(d.n, bool)
     f_obs, sig, free = d.f_obs, d.sigma, d.free.copy() if d.has_free else np.zeros(d.n, bool)
-    fc_all = fm
+    fmodel_all = fm
     if fill_missing:
         miss = missing_hkl(fmodel.cell, d.spacegroup, d.hkl, d.d_min, d.d_max)
         if len(miss):
@@ -84,13 +90,13 @@ def compute_map_coefficients(fmodel, state=None, *, include_free: bool = False, 
             fwt = np.concatenate([fwt, Dm * fm_miss])
             delfwt = np.concatenate([delfwt, np.zeros(len(miss), complex)])
             fom = np.concatenate([fom, np.zeros(len(miss))])
-            fc_all = np.concatenate([fm, fm_miss])
+            fmodel_all = np.concatenate([fm, fm_miss])
             nan = np.full(len(miss), np.nan)
             f_obs, sig = np.concatenate([f_obs, nan]), np.concatenate([sig, nan])
             free = np.concatenate([free, np.zeros(len(miss), bool)])
             obs = np.concatenate([obs, np.zeros(len(miss), bool)])
         info["n_missing_filled"] = int(len(miss))
-    return MapCoefficients(fmodel.cell, d.spacegroup, hkl, fwt, delfwt, fc_all, fom, f_obs, sig, free,
+    return MapCoefficients(fmodel.cell, d.spacegroup, hkl, fwt, delfwt, fmodel_all, fom, f_obs, sig, free,
                            obs, info)
 
 

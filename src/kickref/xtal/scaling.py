@@ -7,7 +7,7 @@ Fmodel(h) = k · exp(-¼ sᵀ B s) · k_shell(h) · (Fc(h) + k_sol · exp(-B_sol
   B11 B22 B33 B12 B13 B23.
 - k_shell (optional, MAIN ``refl shel N``) is one factor per resolution shell, 1 by default.
 - Fitted on the work set by least squares on amplitudes (``fit_ls``); the maximum-likelihood
-  fit is supplied by the ML target (``kickref.targets.xray_ml``) through ``fit_with``.
+  fit (``fit_ml``, D and S fixed) is used by :meth:`kickref.xtal.fmodel.FModel.fit_scale_ml`.
 """
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ import numpy as np
 
 from ..core.adp import mat_to_sym6, sym6_to_mat
 from ..core.lbfgs import lbfgs
-
-from ..core.reflections import equal_count_bins
+from ..core.reflections import bins_from_edges, equal_count_bins
 
 
 def aniso_basis(cell, spacegroup) -> np.ndarray:
@@ -96,7 +95,7 @@ class ScaleModel:
     def shell_factor(self, s2):
         if self.k_shell is None:
             return np.ones_like(s2)
-        return self.k_shell[np.searchsorted(self.shell_edges, s2, side="right")]
+        return self.k_shell[bins_from_edges(s2, self.shell_edges)]
 
     def total_factor(self, s2, q6):
         """Real scale applied to (Fc + solvent) per reflection."""
@@ -259,7 +258,7 @@ def fit_ml(fo, sig, fc, fmask, s2, q6, basis, centric, eps, D, S, scale: ScaleMo
 
 def fit_shells(fo, fc, fmask, s2, q6, scale: ScaleModel, n_shells: int) -> ScaleModel:
     """Add one LS scale factor per resolution shell (MAIN ``refl shel N``), about equal counts."""
-    bins = equal_count_bins(s2, n_shells)
+    bins, _ = equal_count_bins(s2, n_shells)
     edges = np.array([s2[bins == b].max() for b in range(n_shells - 1)]) if n_shells > 1 else np.zeros(0)
     scale.shell_edges = edges
     scale.k_shell = np.ones(n_shells)

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.special
 
-from ..core.lbfgs import lbfgs
 import scipy.stats
+
+from ..core.lbfgs import lbfgs
+from ..core.reflections import bins_from_edges, equal_count_bins
 
 
 def log_i0(x):
@@ -76,7 +78,7 @@ class SigmaA:
 
     def bin_of(self, s2) -> np.ndarray:
         """Bin index for arbitrary s² (= 1/d²), e.g. of reflections missing from the data."""
-        return np.searchsorted(self.edges, np.asarray(s2), side="right")
+        return bins_from_edges(s2, self.edges)
 
 
 def _nll_and_grad_bins(fo, sig, fm, centric, eps, bins, n_bins, D, S):
@@ -99,7 +101,7 @@ def _nll_and_grad_bins(fo, sig, fm, centric, eps, bins, n_bins, D, S):
 
 
 def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None):
-    """ML estimates of D and S for all bins at once (independent problems, one L-BFGS-B run).
+    """ML estimates of D and S for all bins at once (independent problems, one bounded L-BFGS run).
 
     S is optimized as log(S/S0) so that bins of very different intensity are equally scaled.
     """
@@ -152,10 +154,9 @@ def estimate_sigmaa(fo, sig, fm, centric, eps, s2, use, n_bins: int | None = Non
             n_bins = int(np.clip(nu // min_per_bin, 1, 20))
         if nu == 0:
             n_bins = 1
-        edges = (np.quantile(s2[use], np.linspace(0, 1, n_bins + 1)[1:-1]) if n_bins > 1
-                 else np.zeros(0))
+        edges = equal_count_bins(s2, n_bins, used=use)[1]
         D0 = S0 = None
-    bins = np.searchsorted(edges, s2, side="right").astype(np.int64)
+    bins = bins_from_edges(s2, edges)
     if nu == 0:
         return SigmaA(bins, np.ones(n_bins), np.ones(n_bins), used, edges)
     D_bin, S_bin = fit_bins(fo[use], sig[use], fm[use], centric[use], eps[use], bins[use], n_bins, D0, S0)

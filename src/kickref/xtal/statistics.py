@@ -33,7 +33,7 @@ def r_factors(fo, fm, free=None, per_set_scale: bool = False) -> dict:
 def r_factor_table(fo, fm, free, s2, n_shells: int = 10) -> list[dict]:
     """Per-shell R factors, shells of about equal count (lowest resolution first)."""
     n_shells = int(max(1, min(n_shells, len(fo) // 50 or 1)))
-    bins = equal_count_bins(s2, n_shells)
+    bins, _ = equal_count_bins(s2, n_shells)
     rows = []
     for b in range(n_shells):
         sel = bins == b
