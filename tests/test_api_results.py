@@ -121,7 +121,7 @@ def test_refine_map_result_and_cli_json(tmp_path):
     mtz = tmp_path / "maps.mtz"
     kickref.write_map_coefficients(maps.map_coefficients, mtz)
     start = kickref.read_model(model)
-    res = kickref.refine_map(start, map_coeffs=f"{mtz}:FWT,PHWT", steps=4, monlib=MONOMERS)
+    res = kickref.refine_map(start, map_coeffs=(str(mtz), "FWT", "PHWT"), steps=4, monlib=MONOMERS)
     assert isinstance(res, kickref.RealSpaceResult) and not res.interrupted
     assert res.model is not start and res.weight > 0
     assert res.history[0]["step"] == 0 and res.history[-1]["step"] == 4

@@ -1,6 +1,5 @@
 """Kicking: schedules, coordinate and B kicks (seeded, bounded, riding H), fast cooling on a
 Refinement, and maps averaged over kicked models."""
-import time
 
 import numpy as np
 import pytest
@@ -176,18 +175,14 @@ def test_kick_map_without_kicks_is_the_ordinary_map():
     assert kick_amplitudes(5, 0.8).tolist() == pytest.approx([0, 0.2, 0.4, 0.6, 0.8])
 
 
-def test_kick_maps_fast_and_seeded():
-    """4hg7, 50 kicked models: well under a minute; same seed, same maps; the average has a lower
-    FOM than the unkicked map and stays close to it."""
+def test_kick_maps_seeded():
+    """4hg7, 50 kicked models: same seed, same maps; the average has a lower FOM than the
+    unkicked map and stays close to it (its time is measured in benchmarks, not here)."""
     model, data, _ = case_paths("4hg7")
     m, d = kickref.load_inputs(model, data)
-    t0 = time.perf_counter()
     res = kickref.compute_maps(m, d, kick=True, kick_options={"n_models": 50, "max_amplitude": 0.8,
                                                               "seed": 1})
     mc = res.map_coefficients
-    dt = time.perf_counter() - t0
-    print(f"4hg7 kick maps, 50 models: {dt:.1f} s; mean R-work of the ensemble {res.kick['r_work_mean']:.3f}")
-    assert dt < 40
     assert res.kick["n_models"] == 50 and res.statistics.r_work < 0.2
     mc0 = kickref.compute_maps(m, d).map_coefficients
     assert mc.fom.mean() < mc0.fom.mean()

@@ -7,7 +7,7 @@ import pytest
 
 from kickref.io.models import read_model
 from kickref.restraints import build_restraints, load_library
-from kickref.restraints.builtin import (AMINO_ACIDS, BUILTIN_MONOMERS, NUCLEOTIDES,
+from kickref.io.builtin_library import (AMINO_ACIDS, BUILTIN_MONOMERS, NUCLEOTIDES,
                                         load_builtin, parse_builtin_text, write_builtin)
 from kickref.io.monomers import read_energy_types
 

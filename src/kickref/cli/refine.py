@@ -40,8 +40,8 @@ def add_parser(sub):
                    help="restrain residues with no dictionary by non-bonded terms only")
     g = p.add_argument_group("target and weights")
     g.add_argument("--target", choices=["ml-free-kick", "ml", "ls", "difference-map"], default=D.target,
-                   help="ml-free-kick: likelihood with D, sigma estimated on the work set with a kicked model "
-                        "(MAIN's default); ml: D, sigma from the test set (kickref's default; free kick when the test set has < 50 reflections); ls: least squares; "
+                   help="ml-free-kick: likelihood with D, S estimated on the work set with a kicked model "
+                        "(MAIN's default); ml: D, S from the test set (kickref's default; free kick when the test set has < 50 reflections); ls: least squares; "
                         "difference-map: follow the Fo-Fc map, re-phased every --rephase-every steps")
     g.add_argument("--free-kick", type=float, default=D.free_kick, metavar="Å",
                    help=f"kick amplitude for ml-free-kick (default {D.free_kick})")
@@ -86,7 +86,7 @@ def add_parser(sub):
                         f"auto (default): alternate for a cycle that starts with R-work > {D.far_r_work} "
                         "(far from the data), combined otherwise")
     g.add_argument("--rephase-every", type=int, default=D.rephase_every, metavar="N",
-                   help=f"re-phase (Fc, scale, D/sigma) every N steps (default {D.rephase_every})")
+                   help=f"re-phase (Fc, scale, D/S) every N steps (default {D.rephase_every})")
     g.add_argument("--seed", type=int, default=1, help="random seed (free kick, kicks)")
     g = p.add_argument_group("kicking (MAIN fast cooling)")
     g.add_argument("--cool", type=int, default=0, metavar="N",

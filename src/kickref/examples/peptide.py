@@ -170,7 +170,7 @@ def residue_template(code: str):
 
     Returns (names tuple, elements tuple, xyz (n,3) Å, bonds tuple of index pairs); OXT is left out.
     """
-    from ..restraints.builtin import load_builtin
+    from ..io.builtin_library import load_builtin
     doc = gemmi.cif.read_string(load_builtin().monomer_cif[code])
     block = doc.find_block(f"comp_{code}")
     names, elements, xyz = [], [], []

@@ -11,6 +11,12 @@ from pathlib import Path
 from ..core.errors import InputError
 
 
+def short_message(e: Exception) -> str:
+    """First line of an exception's message (its type name if empty), for one-line errors."""
+    s = str(e).strip().splitlines()
+    return s[0] if s else type(e).__name__
+
+
 def check_readable(path) -> Path:
     """Return ``path`` as a Path, or raise InputError if it is missing or unreadable."""
     p = Path(path)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.model import Model
-from .files import atomic_path, check_readable
+from .files import atomic_path, check_readable, short_message
 
 
 def read_model(path, hydrogens: str = "keep") -> Model:
@@ -21,7 +21,7 @@ def read_model(path, hydrogens: str = "keep") -> Model:
     try:
         st = gemmi.read_structure(str(p), merge_chain_parts=True)
     except Exception as e:  # gemmi raises RuntimeError/ValueError with a message
-        raise InputError(p, f"cannot read as PDB or mmCIF ({_short(e)})") from None
+        raise InputError(p, f"cannot read as PDB or mmCIF ({short_message(e)})") from None
     if len(st) == 0 or st[0].count_atom_sites() == 0:
         raise InputError(p, "model has no atoms")
     if len(st) > 1:
@@ -47,9 +47,6 @@ def read_model(path, hydrogens: str = "keep") -> Model:
     return model
 
 
-def _short(e: Exception) -> str:
-    s = str(e).strip().splitlines()
-    return s[0] if s else type(e).__name__
 
 
 def write_model(model: Model, path, *, remarks: dict | None = None) -> None:

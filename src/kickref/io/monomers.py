@@ -11,7 +11,7 @@ from pathlib import Path
 import gemmi
 
 from ..core.errors import InputError
-from .files import check_readable
+from .files import check_readable, short_message
 
 
 @dataclass
@@ -29,12 +29,6 @@ def _float(v: str) -> float:
         return float(v)
     except ValueError:
         return float("nan")
-
-
-def short_message(e: Exception) -> str:
-    """First line of an exception's message (its type name if empty)."""
-    s = str(e).strip().splitlines()
-    return s[0] if s else type(e).__name__
 
 
 def energy_types_from_rows(rows) -> dict:

@@ -26,7 +26,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.reflections import Reflections
 from ..xtal.french_wilson import french_wilson
-from .files import check_readable
+from .files import check_readable, short_message
 
 # Preferred labels, most preferred first (MTZ labels and SF-mmCIF _refln tags).
 AMPLITUDE_LABELS = ("FP", "F", "FOBS", "F-obs", "F_obs", "F-obs-filtered", "FMEAN", "F_meas_au", "F_meas")
@@ -362,7 +362,7 @@ def _head_bytes(p: Path) -> bytes:
             with gzip.open(p, "rb") as g:
                 head = g.read(4)
     except (OSError, EOFError) as e:
-        raise InputError(p, f"cannot read file ({_short(e)})") from None
+        raise InputError(p, f"cannot read file ({short_message(e)})") from None
     if not head:
         raise InputError(p, "file is empty")
     return head
@@ -372,7 +372,7 @@ def _read_mtz(p: Path) -> _Table:
     try:
         mtz = gemmi.read_mtz_file(str(p))
     except Exception as e:
-        raise InputError(p, f"corrupt or truncated MTZ ({_short(e)})") from None
+        raise InputError(p, f"corrupt or truncated MTZ ({short_message(e)})") from None
     return _mtz_table(mtz, p)
 
 
@@ -416,11 +416,11 @@ def _read_sf_mmcif(p: Path) -> _Table:
     try:
         doc = gemmi.cif.read(str(p))
     except Exception as e:
-        raise InputError(p, f"cannot read as SF-mmCIF: corrupt or truncated ({_short(e)})") from None
+        raise InputError(p, f"cannot read as SF-mmCIF: corrupt or truncated ({short_message(e)})") from None
     try:
         blocks = gemmi.as_refln_blocks(doc)
     except Exception as e:
-        raise InputError(p, f"cannot read reflection blocks ({_short(e)})") from None
+        raise InputError(p, f"cannot read reflection blocks ({short_message(e)})") from None
     chosen = None
     unmerged_only = False
     data_tags = AMPLITUDE_LABELS + INTENSITY_LABELS
@@ -447,7 +447,7 @@ def _read_sf_mmcif(p: Path) -> _Table:
     try:
         hkl = np.asarray(rb.make_miller_array(), dtype=np.int32)
     except Exception as e:
-        raise InputError(p, f"bad Miller indices in _refln ({_short(e)})") from None
+        raise InputError(p, f"bad Miller indices in _refln ({short_message(e)})") from None
     if len(hkl) == 0:
         raise InputError(p, "the _refln loop holds no reflections")
     kinds = {lab: _cif_kind(lab) for lab in labels}
@@ -722,6 +722,3 @@ def _as_spacegroup(sg, where):
         raise InputError(where, f"unknown space group {sg!r}") from None
 
 
-def _short(e: Exception) -> str:
-    s = str(e).strip().splitlines()
-    return s[0] if s else type(e).__name__

@@ -43,6 +43,7 @@ import gemmi
 import numba as nb
 import numpy as np
 
+from ..core.reflections import equal_count_bins, hkl_keys
 from ..core.selection import resolve_selection
 from ..core.state import AtomState
 from ..io.maps import write_ccp4_map
@@ -100,16 +101,11 @@ def sphere_mask(shape, cell, spacegroup, xyz, radius: float) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- combination
-def _hkl_key(h):
-    h = np.asarray(h, dtype=np.int64) + 1024
-    return (h[:, 0] << 22) | (h[:, 1] << 11) | h[:, 2]
-
-
 def shell_bins(s2: np.ndarray, used: np.ndarray, n_shells: int) -> np.ndarray:
-    """Resolution shell of each reflection, shells of about equal numbers of used reflections."""
+    """Resolution shell of each reflection: shells of about equal numbers of used reflections,
+    at least 20 used reflections a shell."""
     n_shells = max(1, min(int(n_shells), int(used.sum()) // 20 or 1))
-    edges = np.quantile(s2[used], np.linspace(0, 1, n_shells + 1)) if used.any() else np.array([0, s2.max()])
-    return np.clip(np.searchsorted(edges, s2, side="right") - 1, 0, n_shells - 1)
+    return equal_count_bins(s2, n_shells, used=used)[0]
 
 
 class DensityCombination:
@@ -147,8 +143,8 @@ class DensityCombination:
         self.s2 = np.asarray(cell.calculate_1_d2_array(hkl), dtype=np.float64)
         self.f_ext = grid_to_coefficients(self.ext, cell, hkl)
         if data is not None:
-            pos = {k: i for i, k in enumerate(_hkl_key(hkl).tolist())}
-            idx = np.array([pos.get(k, -1) for k in _hkl_key(data.hkl).tolist()], dtype=np.int64)
+            pos = {k: i for i, k in enumerate(hkl_keys(hkl).tolist())}
+            idx = np.array([pos.get(k, -1) for k in hkl_keys(data.hkl).tolist()], dtype=np.int64)
             ok = idx >= 0
             self.f_obs = np.full(len(hkl), np.nan)
             self.f_obs[idx[ok]] = data.f_obs[ok]

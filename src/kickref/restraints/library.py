@@ -14,9 +14,9 @@ from pathlib import Path
 import gemmi
 
 from ..core.errors import InputError
-from ..io.monomers import (energy_types_from_rows, read_dictionary, read_monomer_library,
-                           short_message)
-from .builtin import load_builtin
+from ..io.files import short_message
+from ..io.monomers import energy_types_from_rows, read_dictionary, read_monomer_library
+from ..io.builtin_library import load_builtin
 
 
 @dataclass

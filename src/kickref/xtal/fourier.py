@@ -12,6 +12,7 @@ import gemmi
 import numpy as np
 import scipy.fft
 
+from ..core.reflections import hkl_keys
 from .structure_factors import N_THREADS, ReciprocalLookup, StructureFactorCalculator, fft_size, ops_arrays
 
 
@@ -33,8 +34,7 @@ def unique_reflections(hkl, spacegroup) -> np.ndarray:
     Ri = np.rint(R).astype(np.int64)
     h = np.asarray(hkl, dtype=np.int64)
     k = np.einsum("ni,oij->noj", h, Ri)
-    k = np.concatenate([k, -k], axis=1) + 1024                       # orbit incl. Friedel mates
-    key = (k[..., 0] << 22) | (k[..., 1] << 11) | k[..., 2]
+    key = hkl_keys(np.concatenate([k, -k], axis=1))                  # orbit incl. Friedel mates
     _, first = np.unique(key.max(axis=1), return_index=True)
     return np.sort(first)
 

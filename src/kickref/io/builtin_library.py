@@ -28,7 +28,7 @@ value is the monomer code of the enclosing ``comp_<CODE>`` block. Categories tha
 does not use for restraints (``_chem_comp_tree``, ``_chem_comp_acedrg``) are left out.
 :func:`load_builtin` turns the sections back into gemmi CIF documents.
 
-Regenerate with ``python -m kickref.restraints.builtin MONOMER_DIR OUT_FILE``.
+Regenerate with ``python -m kickref.io.builtin_library MONOMER_DIR OUT_FILE``.
 """
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def write_builtin(monomer_dir, out_path, codes=BUILTIN_MONOMERS) -> None:
     mdir = Path(monomer_dir)
     lines = [f"# {FORMAT_TAG}",
              "# Ideal values from the CCP4 monomer library (list version "
-             f"{_lib_version(mdir)}), LGPL-3; see kickref/restraints/builtin.py.",
+             f"{_lib_version(mdir)}), LGPL-3; see kickref/io/builtin_library.py.",
              f"# Monomers: {' '.join(codes)}"]
     list_doc = gemmi.cif.read(str(mdir / "list" / "mon_lib_list.cif"))
     lines.append("@list")
@@ -226,7 +226,7 @@ def load_builtin() -> BuiltinLibrary:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m kickref.restraints.builtin MONOMER_DIR OUT_FILE", file=sys.stderr)
+        print("usage: python -m kickref.io.builtin_library MONOMER_DIR OUT_FILE", file=sys.stderr)
         return 1
     write_builtin(argv[0], argv[1])
     return 0
