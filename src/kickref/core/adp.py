@@ -31,6 +31,14 @@ def sym6_to_mat(u) -> np.ndarray:
     return m
 
 
+def min_eigenvalue(u) -> np.ndarray:
+    """Smallest eigenvalue (Å²) of each tensor (n, 6) U11 U22 U33 U12 U13 U23."""
+    u = np.asarray(u, dtype=np.float64)
+    if len(u) == 0:
+        return np.zeros(0)
+    return np.linalg.eigvalsh(sym6_to_mat(u))[:, 0]
+
+
 def mat_to_sym6(m) -> np.ndarray:
     """Symmetric (…, 3, 3) → (…, 6) U11 U22 U33 U12 U13 U23."""
     m = np.asarray(m, dtype=np.float64)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.adp import EIGHT_PI2
+from ..core.adp import EIGHT_PI2, mat_to_sym6, min_eigenvalue, sym6_to_mat
 from ..core.state import AtomGradient, AtomState
 
 B_MIN, B_MAX = 1.0, 500.0
@@ -201,36 +201,20 @@ class Parameters:
         then treats the energy as infinite and shortens the step."""
         if self.kind != "adp" or not len(self.ani):
             return True
-        return bool(np.all(_min_eig(state.u_aniso[self.ani]) > 1e-4))
+        return bool(np.all(min_eigenvalue(state.u_aniso[self.ani]) > 1e-4))
 
     def project(self, state: AtomState) -> None:
         """Keep ADPs physical after a step: U positive definite (eigenvalues ≥ 0.001 Å²)."""
         if self.kind != "adp" or not len(self.ani):
             return
         U = state.u_aniso[self.ani]
-        M = np.zeros((len(U), 3, 3))
-        M[:, 0, 0], M[:, 1, 1], M[:, 2, 2] = U[:, 0], U[:, 1], U[:, 2]
-        M[:, 0, 1] = M[:, 1, 0] = U[:, 3]
-        M[:, 0, 2] = M[:, 2, 0] = U[:, 4]
-        M[:, 1, 2] = M[:, 2, 1] = U[:, 5]
-        w, v = np.linalg.eigh(M)
+        w, v = np.linalg.eigh(sym6_to_mat(U))
         bad = (w < 1e-3).any(axis=1)
         if bad.any():
             w = np.maximum(w, 1e-3)
             M2 = np.einsum("nij,nj,nkj->nik", v, w, v)
-            U[bad] = np.stack([M2[:, 0, 0], M2[:, 1, 1], M2[:, 2, 2],
-                               M2[:, 0, 1], M2[:, 0, 2], M2[:, 1, 2]], axis=1)[bad]
+            U[bad] = mat_to_sym6(M2)[bad]
             state.u_aniso[self.ani] = U
-
-
-def _min_eig(u: np.ndarray) -> np.ndarray:
-    """Smallest eigenvalue of each symmetric tensor (U11 U22 U33 U12 U13 U23)."""
-    M = np.empty((len(u), 3, 3))
-    M[:, 0, 0], M[:, 1, 1], M[:, 2, 2] = u[:, 0], u[:, 1], u[:, 2]
-    M[:, 0, 1] = M[:, 1, 0] = u[:, 3]
-    M[:, 0, 2] = M[:, 2, 0] = u[:, 4]
-    M[:, 1, 2] = M[:, 2, 1] = u[:, 5]
-    return np.linalg.eigvalsh(M)[:, 0]
 
 
 class CombinedParameters:

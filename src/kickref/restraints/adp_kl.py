@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 from scipy.spatial import cKDTree
 
-from ..core.adp import EIGHT_PI2
+from ..core.adp import EIGHT_PI2, sym6_to_mat
 from .graph import neighbour_keys, pair_keys
 
 SIGMAS = (0.10, 0.15, 0.30, 1.0)          # 1-2, 1-3, 1-4, other pairs within max_dist
@@ -53,11 +53,7 @@ def u_matrices(b_iso, u_aniso, is_aniso):
     iso = ~is_aniso
     u = np.maximum(b_iso[iso], 0.1) / EIGHT_PI2
     U[iso, 0, 0] = U[iso, 1, 1] = U[iso, 2, 2] = u
-    a = u_aniso[is_aniso]
-    U[is_aniso, 0, 0], U[is_aniso, 1, 1], U[is_aniso, 2, 2] = a[:, 0], a[:, 1], a[:, 2]
-    U[is_aniso, 0, 1] = U[is_aniso, 1, 0] = a[:, 3]
-    U[is_aniso, 0, 2] = U[is_aniso, 2, 0] = a[:, 4]
-    U[is_aniso, 1, 2] = U[is_aniso, 2, 1] = a[:, 5]
+    U[is_aniso] = sym6_to_mat(u_aniso[is_aniso])
     return U
 
 

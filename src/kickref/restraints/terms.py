@@ -237,12 +237,10 @@ class NonbondedTerm(RestraintTerm):
         return [int(nb.pi[k]), int(nb.pj[k])], float(nb.d0[k]), actual, note
 
 
-class BSimilarityTerm(RestraintTerm):
-    """Similar B of bonded (and 1-3) atoms: Σ ((B_i − B_j)/σ)², ``idx`` (m, 2), σ (m,) Å².
-    Pairs of two anisotropic atoms are left to the U terms (not counted)."""
-    name = "b_similarity"
+class PairTerm(RestraintTerm):
+    """A restraint on atom pairs ``idx`` (m, 2) with σ (m,); ``_active`` marks the pairs that
+    count (both used in the value and in the reported deviations)."""
     kind = "adp"
-    unit = "Å²"
 
     def __init__(self, idx, sigma, scale: float = 1.0, enabled: bool = True):
         super().__init__(scale, enabled)
@@ -251,6 +249,20 @@ class BSimilarityTerm(RestraintTerm):
 
     def __len__(self):
         return len(self.idx)
+
+    def _active(self, state):
+        return _both_aniso(self.idx, state)
+
+    def deviations(self, state):
+        act = self.actual(state)
+        return act, self.sigma, self._active(state)
+
+
+class BSimilarityTerm(PairTerm):
+    """Similar B of bonded (and 1-3) atoms: Σ ((B_i − B_j)/σ)², ``idx`` (m, 2), σ (m,) Å².
+    Pairs of two anisotropic atoms are left to the U terms (not counted)."""
+    name = "b_similarity"
+    unit = "Å²"
 
     def _active(self, state):
         return ~_both_aniso(self.idx, state) if len(self) else np.zeros(0, bool)
@@ -263,25 +275,12 @@ class BSimilarityTerm(RestraintTerm):
         v = kernels.b_similarity(b, self.idx, self.sigma, self._active(state), act, gradient, gb)
         return v, g, act
 
-    def deviations(self, state):
-        act = self.actual(state)
-        return act, self.sigma, self._active(state)
 
-
-class RigidBondTerm(RestraintTerm):
+class RigidBondTerm(PairTerm):
     """Hirshfeld rigid bond on bonded pairs of anisotropic atoms: equal mean-square
     displacement along the bond, ``idx`` (m, 2), σ (m,) Å²; acts on xyz and U."""
     name = "adp_rigid_bond"
-    kind = "adp"
     unit = "Å²"
-
-    def __init__(self, idx, sigma, scale: float = 1.0, enabled: bool = True):
-        super().__init__(scale, enabled)
-        self.idx = idx
-        self.sigma = sigma
-
-    def __len__(self):
-        return len(self.idx)
 
     def evaluate(self, state, gradient=False):
         n = state.n_atoms
@@ -289,28 +288,15 @@ class RigidBondTerm(RestraintTerm):
         g = AtomGradient(n) if gradient else None
         gx, gu = (g.xyz, g.u_aniso) if gradient else (np.zeros((n, 3)), np.zeros((n, 6)))
         act = np.zeros(len(self))
-        v = kernels.rigid_bond(_xyz(state), u, self.idx, self.sigma, _both_aniso(self.idx, state),
+        v = kernels.rigid_bond(_xyz(state), u, self.idx, self.sigma, self._active(state),
                                act, gradient, gx, gu)
         return v, g, act
 
-    def deviations(self, state):
-        act = self.actual(state)
-        return act, self.sigma, _both_aniso(self.idx, state)
 
-
-class ADPSimilarityTerm(RestraintTerm):
+class ADPSimilarityTerm(PairTerm):
     """Similar U of bonded anisotropic atoms (SHELX SIMU): ``idx`` (m, 2), σ (m,) Å²."""
     name = "adp_similarity"
-    kind = "adp"
     unit = "Å²"
-
-    def __init__(self, idx, sigma, scale: float = 1.0, enabled: bool = True):
-        super().__init__(scale, enabled)
-        self.idx = idx
-        self.sigma = sigma
-
-    def __len__(self):
-        return len(self.idx)
 
     def evaluate(self, state, gradient=False):
         n = state.n_atoms
@@ -318,33 +304,25 @@ class ADPSimilarityTerm(RestraintTerm):
         g = AtomGradient(n) if gradient else None
         gu = g.u_aniso if gradient else np.zeros((n, 6))
         act = np.zeros(len(self))
-        v = kernels.adp_similarity(u, self.idx, self.sigma, _both_aniso(self.idx, state), act,
-                                   gradient, gu)
+        v = kernels.adp_similarity(u, self.idx, self.sigma, self._active(state), act, gradient, gu)
         return v, g, act
 
-    def deviations(self, state):
-        act = self.actual(state)
-        return act, self.sigma, _both_aniso(self.idx, state)
 
-
-class ADPKLTerm(RestraintTerm):
+class ADPKLTerm(PairTerm):
     """KL-divergence similarity of neighbouring atoms' ADPs (see :mod:`kickref.restraints.adp_kl`):
     ``idx`` (m, 2), σ (m,) dimensionless. Pairs of two isotropic atoms use σ/√f with
     f = ``params.adp_kl_iso_factor``, read at each evaluation (``params`` is the
     :class:`~kickref.restraints.restraints.RestraintParameters` of the restraints, which the
     refinement sets after they are built)."""
     name = "adp_kl"
-    kind = "adp"
     unit = "KL"
 
     def __init__(self, idx, sigma, params, scale: float = 1.0, enabled: bool = True):
-        super().__init__(scale, enabled)
-        self.idx = idx
-        self.sigma = sigma
+        super().__init__(idx, sigma, scale, enabled)
         self.params = params
 
-    def __len__(self):
-        return len(self.idx)
+    def _active(self, state):
+        return np.ones(len(self), bool)
 
     def evaluate(self, state, gradient=False):
         from .adp_kl import kl_value_and_gradient
@@ -362,7 +340,3 @@ class ADPKLTerm(RestraintTerm):
             g = AtomGradient(state.n_atoms)
             g.b_iso, g.u_aniso = gb, gu
         return v, g, act
-
-    def deviations(self, state):
-        act = self.actual(state)
-        return act, self.sigma, np.ones(len(act), bool)

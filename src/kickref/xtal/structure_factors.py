@@ -20,7 +20,7 @@ import os
 import numpy as np
 import scipy.fft
 
-from ..core.adp import EIGHT_PI2, sym6_to_mat
+from ..core.adp import EIGHT_PI2, min_eigenvalue, sym6_to_mat
 from ..core.state import AtomGradient, AtomState
 from . import density_kernels as K
 from .form_factors import N_GAUSS, gaussian_coefficients
@@ -154,7 +154,7 @@ class StructureFactorCalculator:
         b = state.b_iso.copy()
         if state.is_aniso.any():
             u = state.u_aniso[state.is_aniso]
-            b[state.is_aniso] = EIGHT_PI2 * _min_eig_sym6(u)
+            b[state.is_aniso] = EIGHT_PI2 * min_eigenvalue(u)
         bmin = float(b.min()) if len(b) else 0.0
         # aliases sit ≥ (2·rate − 1)/d_min away; their damping relative to the highest-resolution
         # reflection is exp(−B_total·((2·rate − 1)² − 1)/(4·d_min²))
@@ -286,9 +286,3 @@ class StructureFactorCalculator:
                 [D[:, 0, 0], D[:, 1, 1], D[:, 2, 2],
                  2 * D[:, 0, 1], 2 * D[:, 0, 2], 2 * D[:, 1, 2]], axis=-1)
         return grad
-
-
-def _min_eig_sym6(u: np.ndarray) -> np.ndarray:
-    if len(u) == 0:
-        return np.zeros(0)
-    return np.linalg.eigvalsh(sym6_to_mat(u))[:, 0]
