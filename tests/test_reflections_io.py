@@ -392,3 +392,28 @@ def test_mtz_style_free_label_on_sf_mmcif():
     assert refl.has_free and 0.03 < refl.free.mean() < 0.07
     with pytest.raises(InputError, match="labin column NOPE not found"):
         read_reflections(path, labin="NOPE,SIGFP")
+
+
+def test_invalid_amplitudes_counted_and_dropped(tmp_path):
+    """F < 0 and sigma < 0 are not amplitudes: dropped with a warning; sigma = 0 kept with one;
+    NaN values are counted as missing."""
+    rng = np.random.default_rng(5)
+    cell = (40, 50, 60, 90, 90, 90)
+    hkl = _asu_hkl("P 21 21 21", cell, 2.5)
+    f = rng.uniform(10, 100, len(hkl))
+    sig = 0.05 * f
+    f[:7] = -f[:7]
+    sig[10:13] = -1.0
+    sig[20:25] = 0.0
+    f[30:34] = np.nan
+    flags = rng.integers(0, 20, len(hkl))
+    p = write_mtz(tmp_path / "bad.mtz", cell, "P 21 21 21", hkl,
+                  [("FreeR_flag", "I", flags), ("F", "F", f), ("SIGF", "Q", sig)])
+    refl = read_reflections(p)
+    src = refl.source
+    assert src["n_negative_f"] == 7 and src["n_negative_sigma"] == 3 and src["n_zero_sigma"] == 5
+    assert src["n_missing"] == 4
+    assert refl.n == len(hkl) - 7 - 3 - 4
+    assert (refl.f_obs >= 0).all() and (refl.sigma >= 0).all()
+    assert any("7 with F < 0 and 3 with sigma < 0" in w for w in src["warnings"])
+    assert any("5 amplitudes with sigma = 0" in w for w in src["warnings"])

@@ -410,3 +410,21 @@ def test_outliers_sorted_and_labelled():
     worst = out[0]                 # NUT C18 has the opposite chirality to its dictionary
     assert worst["kind"] == "chiral" and "NUT 201/C18" in worst["atoms"][0]
     assert worst["ideal"] * worst["actual"] < 0 and abs(worst["z"]) > 20
+
+
+def test_non_h_statistics_match_gemmi_on_riding_hydrogens():
+    """3zt9 carries riding H: geometry is reported over all restraints and over those without H
+    (REFMAC's 'refined atoms'); the non-H bond and angle RMSDs equal gemmi's topology without H."""
+    model, R = restraints_for("3zt9")
+    st = model.structure.clone()
+    ml = gemmi.read_monomer_lib(str(MONLIB), st[0].get_all_residue_names(), ignore_missing=True)
+    topo = gemmi.prepare_topology(st, ml, warnings=io.StringIO(), ignore_unknown_links=True)
+    heavy = lambda r: not any(a.is_hydrogen() for a in r.atoms)
+    g_bond = math.sqrt(np.mean([(b.calculate() - b.restr.value) ** 2 for b in topo.bonds if heavy(b)]))
+    g_angle = math.sqrt(np.mean([(math.degrees(a.calculate()) - a.restr.value) ** 2
+                                 for a in topo.angles if heavy(a)]))
+    s = R.statistics()
+    assert s["bond"]["n_non_h"] == sum(1 for b in topo.bonds if heavy(b)) < s["bond"]["n"]
+    assert abs(s["bond"]["rmsd_non_h"] - g_bond) < 1e-4 and abs(s["bond"]["rmsd"] - g_bond) > 0.003
+    assert abs(s["angle"]["rmsd_non_h"] - g_angle) < 1e-3
+    assert R.rmsd_non_h("bond", model) == pytest.approx(s["bond"]["rmsd_non_h"])

@@ -223,13 +223,14 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
         model = model.copy()            # never modify the caller's model
     model, data = load_inputs(model, data, labin=labin, free_value=free_value, d_min=d_min,
                               d_max=d_max, hydrogens=h_read)
+    say = log or (lambda s: None)
+    _check_model(model, say)
     if hydrogens == "add":
         model = add_hydrogens(model, monlib, ligands)
     elif hydrogens not in ("keep", "remove"):
         raise ValueError(f"hydrogens must be keep, remove or add, not {hydrogens!r}")
     restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown,
                                   hydrogens="keep")
-    say = log or (lambda s: None)
     for line in restraints.log:
         say(line)
     opts = RefineOptions(**options)
@@ -237,6 +238,15 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     if stop is not None:
         r.stop = stop
     return r.run()
+
+
+def _check_model(model: Model, say) -> None:
+    """Sanity checks before refinement (:func:`kickref.core.model_checks.check_model`): errors
+    raise InputError; each repair is a Python warning and a log line."""
+    from .core.model_checks import check_model
+    for w in check_model(model):
+        warnings.warn(f"{model.path}: {w}", stacklevel=3)
+        say(f"warning: {w}")
 
 
 def _load_map(map_path=None, map_coeffs=None, model=None, d_min=None):
@@ -274,6 +284,7 @@ def refine_map(model, map_path=None, *, map_coeffs=None, mode: str = "interpolat
         model = read_model(model, hydrogens="remove" if hydrogens == "remove" else "keep")
     else:
         model = model.copy()
+    _check_model(model, log or (lambda s: None))
     model = _map_model_hydrogens(model, hydrogens, monlib, ligands)
     dmap = _load_map(map_path, map_coeffs, model)
     restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)
@@ -308,6 +319,7 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, par
         model = read_model(model, hydrogens=h_read)
     else:
         model = model.copy()
+    _check_model(model, log or (lambda s: None))
     model = _map_model_hydrogens(model, hydrogens, monlib, ligands)
     dmap = _load_map(map_path, map_coeffs, model)
     restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)

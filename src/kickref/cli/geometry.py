@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import sys
 
-import math
 
-from ..io.files import refuse_overwrite_inputs, write_text_atomic
+from ..io.files import json_ready, refuse_overwrite_inputs, write_text_atomic
 from ..io.models import read_model
 
 FORMATS = {"bond": "{:.4f}", "angle": "{:.3f}", "torsion": "{:.2f}", "plane": "{:.4f}",
@@ -56,13 +55,23 @@ def run(args) -> int:
         print(f"links: {n_rec} from records, {len(R.links) - n_rec} found by distance; "
               + ", ".join(f"{k} {v}" for k, v in sorted(R.link_counts.items())), file=out)
     print("", file=out)
-    print(f"{'restraint':<16}{'n':>8}{'rmsd':>12}  {'unit':<4}{'rmsz':>8}", file=out)
+    has_h = bool(model.is_hydrogen.any())
+    head = f"{'restraint':<16}{'n':>8}{'rmsd':>12}  {'unit':<4}{'rmsz':>8}"
+    if has_h:
+        head = (f"{'':<16}{'all atoms':^28}  {'':<4}{'non-H atoms':^28}\n"
+                f"{'restraint':<16}{'n':>8}{'rmsd':>12}{'rmsz':>8}  {'unit':<4}{'n':>8}{'rmsd':>12}{'rmsz':>8}")
+    print(head, file=out)
     for kind in KINDS:
         s = stats[kind]
         if s["n"] == 0 and kind.startswith("adp"):
             continue
         rmsd = FORMATS[kind].format(s["rmsd"])
-        print(f"{kind:<16}{s['n']:>8}{rmsd:>12}  {s['unit']:<4}{s['rmsz']:>8.3f}", file=out)
+        if has_h:
+            rmsd_h = FORMATS[kind].format(s["rmsd_non_h"])
+            print(f"{kind:<16}{s['n']:>8}{rmsd:>12}{s['rmsz']:>8.3f}  {s['unit']:<4}"
+                  f"{s['n_non_h']:>8}{rmsd_h:>12}{s['rmsz_non_h']:>8.3f}", file=out)
+        else:
+            print(f"{kind:<16}{s['n']:>8}{rmsd:>12}  {s['unit']:<4}{s['rmsz']:>8.3f}", file=out)
     print(f"(nonbonded: over the {stats['nonbonded']['n']} contacts closer than d0 among "
           f"{stats['nonbonded']['n_pairs']} listed pairs)", file=out)
     print("", file=out)
@@ -80,20 +89,9 @@ def run(args) -> int:
                           "atoms": [model.atom_label(i) for i in l["atoms"]]} for l in R.links],
                "link_counts": R.link_counts,
                "unknown_residues": R.unknown_residues}
-        text = json.dumps(_finite(doc), indent=1, ensure_ascii=False) + "\n"
+        text = json.dumps(json_ready(doc), indent=1, ensure_ascii=False) + "\n"
         if to_stdout:
             sys.stdout.write(text)
         else:
             write_text_atomic(args.json, text)
     return 0
-
-
-def _finite(o):
-    """JSON-safe copy: non-finite floats become null."""
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return o

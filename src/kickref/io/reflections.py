@@ -8,7 +8,9 @@ Pipeline of :func:`read_reflections`:
     SF-mmCIF ``status`` 'f'; ``free_value`` picks the test value explicitly;
  5. map indices to the CCP4 reciprocal ASU, drop systematic absences, merge duplicates
     (inverse-variance weighted mean; a merged reflection is free if any of its parts was);
- 6. intensities → amplitudes by French–Wilson (:mod:`kickref.xtal.french_wilson`);
+ 6. values no measurement gives: amplitudes with F < 0 or sigma < 0 dropped (counted, warned),
+    sigma = 0 kept as exact (warned); intensities with sigma <= 0 dropped, the others (negative
+    ones too) → amplitudes by French–Wilson (:mod:`kickref.xtal.french_wilson`);
  7. resolution limits; model/data cell and space-group check.
 ``Reflections.source`` records the columns used, conversions, counts and warnings.
 """
@@ -192,8 +194,27 @@ def _reflections_from_table(table, p, labin, free_value, d_min, d_max, model_cel
     if n_dup:
         warnings.append(f"{n_dup} symmetry-equivalent or Friedel duplicate reflections merged")
 
+    # values no measurement can give: for amplitudes F < 0 and σ < 0 are dropped, σ = 0 is kept
+    # (an exact value: the likelihood's variance is then ε·S alone); for intensities negative I
+    # are valid (French–Wilson takes them) and σ ≤ 0 is dropped below
+    n_negative_f = n_negative_sigma = n_zero_sigma = 0
+    if not is_intensity:
+        bad_f, bad_s = value < 0, sigma < 0
+        n_negative_f, n_negative_sigma = int(np.count_nonzero(bad_f)), int(np.count_nonzero(bad_s & ~bad_f))
+        if n_negative_f or n_negative_sigma:
+            keep = ~(bad_f | bad_s)
+            parts = [f"{n} with {what}" for n, what in ((n_negative_f, "F < 0"), (n_negative_sigma, "sigma < 0")) if n]
+            warnings.append(f"{' and '.join(parts)} in {data_label}/{sigma_label} dropped (not valid amplitudes)")
+            hkl, value, sigma, free = hkl[keep], value[keep], sigma[keep], free[keep]
+            if len(hkl) == 0:
+                raise InputError(p, f"no valid amplitude in {data_label} (all negative F or sigma)")
+        n_zero_sigma = int(np.count_nonzero(sigma == 0)) if sigma_label is not None else 0
+        if n_zero_sigma:
+            warnings.append(f"{n_zero_sigma} amplitudes with sigma = 0 kept (taken as exact)")
+
     # intensities -> amplitudes
     fw_bins = None
+    n_bad_sigma = 0
     if is_intensity:
         good = sigma > 0
         n_bad_sigma = int(np.count_nonzero(~good))
@@ -236,6 +257,10 @@ def _reflections_from_table(table, p, labin, free_value, d_min, d_max, model_cel
         "n_status_x": n_status_x,
         "n_absent": n_absent,
         "n_duplicates_merged": int(n_dup),
+        "n_negative_f": n_negative_f,
+        "n_negative_sigma": n_negative_sigma,
+        "n_zero_sigma": n_zero_sigma,
+        "n_nonpositive_sigma_intensities": n_bad_sigma,
         "n_outside_resolution": int(n_before_cut - refl.n),
         "cell_from_model": cell_from_model,
         "spacegroup_from_model": sg_from_model,

@@ -263,11 +263,10 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
     geometry = [t for t in restraint_terms(restraints) if t.kind == "geometry"]
     energy = Energy([dc.term] + geometry, weights={"density": 1.0})
     params = xyz_parameters(state, restraints, dc.part)
-    is_h = model.is_hydrogen
     st = dc.update(state)
     w0 = initial_weight(dc.term, state, params.atoms, bond_rmsd) if weight is None else float(weight)
     w = BondWeight(w0, bond_rmsd, fixed=weight is not None)
-    history = [{"step": 0, "weight": w.value, "rmsd_bond": heavy_rmsd(restraints, state, is_h), **st}]
+    history = [{"step": 0, "weight": w.value, "rmsd_bond": heavy_rmsd(restraints, state), **st}]
     log(f"density combination: {int(dc.part.sum())} refined atoms, envelope {int(dc.envelope.sum())} "
         f"atoms, d_min {dc.d_min:.2f} Å, amplitudes from {dc.amplitudes_from}")
     log(f"  step {0:5d}  R(comb) {st['r_combined']:.4f}  CC(model map) {st['cc_model_map']:.3f}  "
@@ -275,7 +274,7 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
 
     def report(done, used):
         st = dc.stats
-        rb = heavy_rmsd(restraints, state, is_h)
+        rb = heavy_rmsd(restraints, state)
         history.append({"step": done, "weight": w.value, "rmsd_bond": rb, **st})
         log(f"  step {done:5d}  R(comb) {st['r_combined']:.4f}  CC(model map) {st['cc_model_map']:.3f}"
             f"  rmsBOND {rb:.4f}  weight {w.value:.3g}")
@@ -284,7 +283,7 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
         # the target changes at each re-combination: no stop at a chunk's convergence
         minimize_in_chunks(energy, params, state, steps, recombine_every, "density", lambda: w.value, stop,
                            rephase=lambda: dc.update(state),
-                           adjust=lambda: w.adjust(heavy_rmsd(restraints, state, is_h)),
+                           adjust=lambda: w.adjust(heavy_rmsd(restraints, state)),
                            weight_every=weight_every, report=report, stop_at_convergence=False)
     model.xyz[:] = state.xyz
     cmap, fomap = dc.combined_map(), dc.fo_map()

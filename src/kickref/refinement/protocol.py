@@ -271,7 +271,7 @@ class Refinement:
         """Bond and angle RMSD over restraints between non-hydrogen atoms, and all statistics."""
         st = self.restraints.statistics(self.state)
         is_h = self.model.is_hydrogen
-        out = [heavy_rmsd(self.restraints, self.state, is_h, kind) for kind in ("bond", "angle")]
+        out = [heavy_rmsd(self.restraints, self.state, kind) for kind in ("bond", "angle")]
         st["bond_heavy"], st["angle_heavy"] = out
         return out[0], out[1], st
 

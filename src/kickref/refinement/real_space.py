@@ -34,21 +34,20 @@ def refine_against_map(model, density_map: DensityMap, restraints, mode: str = "
     geometry = [t for t in restraint_terms(restraints) if t.kind == "geometry"]
     energy = Energy([term] + geometry, weights={"density": 1.0})
     params = xyz_parameters(state, restraints, term.selection)
-    is_h = model.is_hydrogen
     w0 = initial_weight(term, state, params.atoms, bond_rmsd) if weight is None else float(weight)
     w = BondWeight(w0, bond_rmsd, fixed=weight is not None)
-    history = [{"step": 0, "target": term.value(state), "rmsd_bond": heavy_rmsd(restraints, state, is_h),
+    history = [{"step": 0, "target": term.value(state), "rmsd_bond": heavy_rmsd(restraints, state),
                 "weight": w.value}]
 
     def report(done, used):
-        rb = heavy_rmsd(restraints, state, is_h)
+        rb = heavy_rmsd(restraints, state)
         history.append({"step": done, "target": term.value(state), "rmsd_bond": rb, "weight": used})
         log(f"  step {done:5d}  density target {history[-1]['target']:.1f}  rmsBOND {rb:.4f}  weight {used:.3g}")
 
     with stop:
         minimize_in_chunks(energy, params, state, steps, chunk, "density", lambda: w.value, stop,
                            rephase=lambda: term.update(state),
-                           adjust=lambda: w.adjust(heavy_rmsd(restraints, state, is_h)),
+                           adjust=lambda: w.adjust(heavy_rmsd(restraints, state)),
                            weight_every=weight_every, report=report)
     model.xyz[:] = state.xyz
     return {"history": history, "weight": w.value, "interrupted": bool(stop)}

@@ -58,13 +58,10 @@ def adjust_weight(weight: float, rmsd_bond: float, bond_rmsd: float) -> float:
     return weight * float(np.clip(bond_rmsd / rmsd_bond, 0.33, 3.0))
 
 
-def heavy_rmsd(restraints, state, is_hydrogen, kind: str = "bond") -> float:
+def heavy_rmsd(restraints, state, kind: str = "bond") -> float:
     """RMS deviation (Å or degrees) over the ``kind`` restraints ('bond', 'angle') between
-    non-hydrogen atoms only; 0 when there are none."""
-    dev, _, _ = restraints.deviations(kind, state)
-    idx = getattr(restraints, kind + "s").idx
-    heavy = ~is_hydrogen[idx].any(axis=1)
-    return float(np.sqrt(np.mean(dev[heavy] ** 2))) if heavy.any() else 0.0
+    non-hydrogen atoms only (:meth:`~kickref.restraints.Restraints.rmsd_non_h`); 0 when none."""
+    return restraints.rmsd_non_h(kind, state)
 
 
 def xyz_parameters(state, restraints, movable) -> Parameters:

@@ -41,6 +41,14 @@ def _as_xyz(state_or_xyz):
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
+def _rms_entry(dev, sig, mask) -> dict:
+    """n, RMS deviation and RMS Z over the restraints in ``mask``."""
+    d, s = dev[mask], sig[mask]
+    n = int(mask.sum())
+    return {"n": n, "rmsd": float(np.sqrt(np.mean(d ** 2))) if n else 0.0,
+            "rmsz": float(np.sqrt(np.mean((d / s) ** 2))) if n else 0.0}
+
+
 class Restraints:
     """All restraints of one model: one term per kind (attributes named in TERM_ATTRIBUTES:
     ``bonds``, ``angles``, ``torsions``, ``planes``, ``chirals``, ``contacts`` (over the
@@ -85,18 +93,18 @@ class Restraints:
         return st
 
     def statistics(self, state_or_xyz=None) -> dict:
-        """Per kind: n, rmsd (in the term's unit), rmsz; state or xyz (default: the model)."""
+        """Per kind: n, rmsd (in the term's unit), rmsz over all restraints, and n_non_h,
+        rmsd_non_h, rmsz_non_h over the restraints without hydrogen atoms (what REFMAC reports
+        as "refined atoms", and what the X-ray weight targets); state or xyz (default: the model)."""
         state = self._state(state_or_xyz)
         out = {}
         for kind in KINDS:
             term = self.term(kind)
             dev, sig, mask = term.deviations(state)
-            d, s = dev[mask], sig[mask]
-            n = int(mask.sum())
-            entry = {"n": n,
-                     "rmsd": float(np.sqrt(np.mean(d ** 2))) if n else 0.0,
-                     "rmsz": float(np.sqrt(np.mean((d / s) ** 2))) if n else 0.0,
-                     "unit": term.unit}
+            entry = _rms_entry(dev, sig, mask)
+            heavy = self._without_hydrogens(term)
+            entry.update({f"{k}_non_h": v for k, v in _rms_entry(dev, sig, mask & heavy).items()})
+            entry["unit"] = term.unit
             if kind == "nonbonded":
                 entry["n_pairs"] = int(len(dev))
                 entry["note"] = "n, rmsd, rmsz over contacts closer than d0"
@@ -104,6 +112,20 @@ class Restraints:
                 entry["n_planes"] = len(self.planes)
             out[kind] = entry
         return out
+
+    def _without_hydrogens(self, term) -> np.ndarray:
+        """Mask of the term's deviation rows that involve no hydrogen atom."""
+        rows = term.row_atoms()
+        if len(rows) == 0:
+            return np.zeros(0, bool)
+        return ~np.asarray(self.model.is_hydrogen, bool)[rows].any(axis=1)
+
+    def rmsd_non_h(self, kind: str, state) -> float:
+        """RMS deviation (in the term's unit) over the counted ``kind`` restraints that involve no
+        hydrogen atom (REFMAC's "refined atoms"; what the X-ray weight targets); 0 when none."""
+        term = self.term(kind)
+        dev, sig, mask = term.deviations(state)
+        return _rms_entry(dev, sig, mask & self._without_hydrogens(term))["rmsd"]
 
     def outliers(self, state_or_xyz=None, n: int = 20) -> list:
         """The ``n`` restraints with the largest |Z| = |actual − ideal|/σ, geometry kinds."""

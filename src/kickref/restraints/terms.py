@@ -55,6 +55,10 @@ class RestraintTerm(EnergyTerm):
         """(deviation, σ, mask of the restraints counted in statistics), one entry per restraint."""
         raise NotImplementedError
 
+    def row_atoms(self) -> np.ndarray:
+        """(rows, k) indices of the atoms in each entry of :meth:`deviations`."""
+        return self.idx
+
 
 class IndexedTerm(RestraintTerm):
     """Restraints on k atoms each: ``idx`` (m, k) int64, ``ideal`` (m,), ``sigma`` (m,).
@@ -193,6 +197,9 @@ class PlaneTerm(RestraintTerm):
         """Entry ``k`` is one atom of a plane."""
         return [int(self.atoms[k])], 0.0, actual, self.labels[self.plane_of[k]]
 
+    def row_atoms(self):
+        return self.atoms[:, None]
+
     def without_atoms(self, mask) -> "PlaneTerm":
         """The planes with the atoms in ``mask`` left out; planes left with < 4 atoms go."""
         new_atoms, new_start, sig, lab = [], [0], [], []
@@ -230,6 +237,10 @@ class NonbondedTerm(RestraintTerm):
         nb = self.neighbours
         dev = nb.d0 - act
         return dev, nb.sigma, dev > 0
+
+    def row_atoms(self):
+        nb = self.neighbours
+        return np.stack([nb.pi, nb.pj], axis=1)
 
     def describe(self, k, actual):
         nb = self.neighbours
