@@ -1,6 +1,7 @@
 """Options shared by the subcommands that read a model and diffraction data."""
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 
@@ -12,20 +13,21 @@ def add_input_arguments(p, data: bool = True):
     p.add_argument("model", help="model: PDB or mmCIF (gzipped or not)")
     if data:
         p.add_argument("data", help="reflections: MTZ or SF-mmCIF (.cif, .ent, gzipped or not)")
-        p.add_argument("--labin", metavar="F,SIGF[,FREE]",
+        p.add_argument("--labin", metavar="F,SIGF[,FREE]", type=labin_arg,
                        help="columns to use (amplitudes or intensities; FREE optional)")
-        p.add_argument("--free-value", type=int, metavar="N",
-                       help="flag value marking the test set (default: detected)")
-        p.add_argument("--d-min", type=float, metavar="Å", help="high-resolution limit")
-        p.add_argument("--d-max", type=float, metavar="Å", help="low-resolution limit")
+        p.add_argument("--free-value", type=integer(0), metavar="N",
+                       help="flag value marking the test set, ≥ 0 (default: detected)")
+        p.add_argument("--d-min", type=positive, metavar="Å", help="high-resolution limit, > 0 and < --d-max")
+        p.add_argument("--d-max", type=positive, metavar="Å", help="low-resolution limit, > 0")
     p.add_argument("--hydrogens", choices=["keep", "remove"], default="keep",
                    help="keep hydrogens of the input model (default) or remove them")
 
 
 def add_scaling_arguments(p):
-    p.add_argument("--scale-shells", default="auto", metavar="N|auto|0",
+    p.add_argument("--scale-shells", default="auto", metavar="N|auto|0", type=scale_shells_arg,
                    help="scale factors per resolution shell on top of k·aniso·solvent "
-                        "(MAIN 'refl shel N'); auto: one per ~2000 work reflections, max 10")
+                        "(MAIN 'refl shel N', N ≤ 50; 0 or 1: none); auto: one per ~2000 work "
+                        "reflections, max 10")
     p.add_argument("--no-bulk-solvent", action="store_true", help="switch the flat bulk-solvent model off")
 
 
@@ -65,7 +67,7 @@ def parse_range(text, name: str = "kick") -> tuple:
         raise ValueError(f"--{name} takes START[:END] in numbers, not {text!r}") from None
     if len(vals) == 1:
         vals = vals * 2
-    if len(vals) != 2 or min(vals) < 0:
+    if len(vals) != 2 or not all(math.isfinite(v) and v >= 0 for v in vals):
         raise ValueError(f"--{name} takes START[:END] with values ≥ 0, not {text!r}")
     return vals[0], vals[1]
 
@@ -77,3 +79,113 @@ def parse_map_coefficients_argument(text: str) -> tuple:
     if not path or len(parts) != 2 or not all(parts):
         raise ValueError(f"--map-coeffs takes FILE:F,PHI (e.g. maps.mtz:FWT,PHWT), not {text!r}")
     return path, parts[0], parts[1]
+
+
+# --- option validators (argparse ``type=``): a bad value becomes one 'argument --x: ...' line ---
+
+def _argument_error(what: str, text) -> Exception:
+    import argparse
+    return argparse.ArgumentTypeError(f"must be {what}, not {text}")
+
+
+def _describe(kind: str, low, high, low_open: bool) -> str:
+    if high is None:
+        return f"{kind} {'>' if low_open else '≥'} {low:g}"
+    return f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}]"
+
+
+def integer(low: int, high: int | None = None):
+    """argparse type: an integer in [low, high] (no upper bound when high is None)."""
+    what = _describe("an integer", low, high, False)
+
+    def conv(text):
+        try:
+            v = int(str(text).strip())
+        except ValueError:
+            raise _argument_error(what, repr(text)) from None
+        if v < low or (high is not None and v > high):
+            raise _argument_error(what, text)
+        return v
+    conv.__name__ = "integer"
+    return conv
+
+
+def number(low: float, high: float | None = None, low_open: bool = False):
+    """argparse type: a finite number ≥ low (> low with low_open), ≤ high when given."""
+    what = _describe("a number", low, high, low_open)
+
+    def conv(text):
+        try:
+            v = float(str(text).strip())
+        except ValueError:
+            raise _argument_error(what, repr(text)) from None
+        if not math.isfinite(v) or v < low or (low_open and v == low) or (high is not None and v > high):
+            raise _argument_error(what, text)
+        return v
+    conv.__name__ = "number"
+    return conv
+
+
+positive = number(0.0, low_open=True)          # lengths, weights, scales > 0
+non_negative = number(0.0)                     # amplitudes, weights where 0 switches off
+count = integer(1)                             # steps, cycles, models, rows ≥ 1
+seed_value = integer(0)                        # numpy's generators take seeds ≥ 0
+
+SCALE_SHELLS_MAX = 50
+
+
+def scale_shells_arg(text):
+    """--scale-shells: 'auto' or an integer 0…50 (0 or 1: no shell scales)."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        v = int(str(text).strip())
+    except ValueError:
+        v = None
+    if v is None or not 0 <= v <= SCALE_SHELLS_MAX:
+        raise _argument_error(f"'auto' or an integer in [0, {SCALE_SHELLS_MAX}]",
+                              repr(text) if v is None else text)
+    return v
+
+
+def kick_range_arg(text):
+    """--kick, --kick-b: START[:END] in numbers ≥ 0, as :func:`parse_range`."""
+    try:
+        return parse_range(text)
+    except ValueError:
+        raise _argument_error("START[:END] with numbers ≥ 0 (e.g. 0.8:0)", repr(text)) from None
+
+
+def labin_arg(text):
+    """--labin: F,SIGF[,FREE] (checked, returned as given)."""
+    items = [x.strip() for x in str(text).split(",")]
+    if len(items) not in (2, 3) or not all(items):
+        raise _argument_error("F,SIGF[,FREE] or I,SIGI[,FREE] (comma-separated column labels)", repr(text))
+    return text
+
+
+def map_coeffs_arg(text):
+    """--map-coeffs: FILE:F,PHI (checked, returned as given)."""
+    try:
+        parse_map_coefficients_argument(text)
+    except ValueError:
+        raise _argument_error("FILE:F,PHI (e.g. maps.mtz:FWT,PHWT)", repr(text)) from None
+    return text
+
+
+def selection_arg(text):
+    """A gemmi selection string (syntax checked, returned as given)."""
+    import gemmi
+    try:
+        gemmi.Selection(text)
+    except Exception:
+        raise _argument_error("a gemmi selection (e.g. //A/10-20)", repr(text)) from None
+    return text
+
+
+def check_resolution(args):
+    """Cross-option check after parsing: message if d_min ≥ d_max, else None."""
+    d_min, d_max = getattr(args, "d_min", None), getattr(args, "d_max", None)
+    if d_min is not None and d_max is not None and d_min >= d_max:
+        return f"argument --d-min: must be smaller than --d-max ({d_min:g} ≥ {d_max:g})"
+    return None

@@ -11,6 +11,7 @@ import sys
 
 from ..io.files import json_ready, refuse_overwrite_inputs, write_text_atomic
 from ..io.models import read_model
+from .common import integer
 
 FORMATS = {"bond": "{:.4f}", "angle": "{:.3f}", "torsion": "{:.2f}", "plane": "{:.4f}",
            "chiral": "{:.3f}", "nonbonded": "{:.3f}", "b_similarity": "{:.2f}",
@@ -30,8 +31,8 @@ def add_parser(subparsers):
                    help="restrain residues with no dictionary by non-bonded terms only")
     p.add_argument("--hydrogens", choices=["keep", "remove"], default="keep",
                    help="keep the model's hydrogens or remove them (default keep)")
-    p.add_argument("--outliers", type=int, default=20, metavar="N",
-                   help="number of worst outliers to list (default 20)")
+    p.add_argument("--outliers", type=integer(0), default=20, metavar="N",
+                   help="number of worst outliers to list, ≥ 0 (default 20)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-': stdout)")
     return p
 

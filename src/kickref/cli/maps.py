@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .. import api
 from ..io.maps import write_ccp4_maps, write_map_coefficients
-from .common import (add_input_arguments, add_scaling_arguments, check_outputs, fmt_r, load_options,
-                     scale_shells_value, show_warnings, write_json)
+from .common import (add_input_arguments, add_scaling_arguments, check_outputs, count, fmt_r, load_options,
+                     non_negative, scale_shells_value, seed_value, show_warnings, write_json)
 
 
 def add_parser(sub):
@@ -20,9 +20,11 @@ def add_parser(sub):
     p.add_argument("--include-free", action="store_true",
                    help="use test-set reflections in the maps (default: filled with DFc)")
     p.add_argument("--kick", action="store_true", help="average the maps over an ensemble of kicked models")
-    p.add_argument("--kick-models", type=int, default=50, help="kicked models to average (default 50)")
-    p.add_argument("--kick-max", type=float, default=0.8, help="largest kick amplitude in Å (default 0.8)")
-    p.add_argument("--seed", type=int, default=1, help="random seed for --kick (default 1)")
+    p.add_argument("--kick-models", type=count, default=50,
+                   help="kicked models to average, ≥ 1 (default 50)")
+    p.add_argument("--kick-max", type=non_negative, default=0.8,
+                   help="largest kick amplitude in Å, ≥ 0 (default 0.8)")
+    p.add_argument("--seed", type=seed_value, default=1, help="random seed for --kick, ≥ 0 (default 1)")
     p.add_argument("--json", metavar="FILE", help="also write statistics as JSON")
     return p
 

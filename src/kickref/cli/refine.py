@@ -8,8 +8,10 @@ from .. import api
 from ..io.outputs import output_paths, write_refinement_outputs
 from ..refinement.protocol import RefineOptions
 from ..refinement.weighting import BOND_RMSD_MAP
-from .common import (add_input_arguments, add_scaling_arguments, check_outputs, fmt_r, load_options,
-                     parse_map_coefficients_argument, parse_range, scale_shells_value, show_warnings)
+from .common import (add_input_arguments, add_scaling_arguments, check_outputs, count, fmt_r, integer,
+                     kick_range_arg, load_options, map_coeffs_arg, non_negative, number,
+                     parse_map_coefficients_argument, positive, scale_shells_value, seed_value,
+                     selection_arg, show_warnings)
 
 D = RefineOptions()          # the defaults shown and used by the command line
 
@@ -43,17 +45,18 @@ def add_parser(sub):
                    help="ml-free-kick: likelihood with D, S estimated on the work set with a kicked model "
                         "(MAIN's default); ml: D, S from the test set (kickref's default; free kick when the test set has < 50 reflections); ls: least squares; "
                         "difference-map: follow the Fo-Fc map, re-phased every --rephase-every steps")
-    g.add_argument("--free-kick", type=float, default=D.free_kick, metavar="Å",
-                   help=f"kick amplitude for ml-free-kick (default {D.free_kick})")
-    g.add_argument("--bond-rmsd", type=float, metavar="Å",
-                   help=f"bond RMSD (non-H) target of the automatic data weight (default {D.bond_rmsd} against "
-                        f"X-ray data: MAIN's 0.02 gave higher R-free on the shared cases; {BOND_RMSD_MAP} for "
+    g.add_argument("--free-kick", type=positive, default=D.free_kick, metavar="Å",
+                   help=f"kick amplitude for ml-free-kick, > 0 (default {D.free_kick})")
+    g.add_argument("--bond-rmsd", type=positive, metavar="Å",
+                   help=f"bond RMSD (non-H) target, > 0, of the automatic data weight (default "
+                        f"{D.bond_rmsd} against X-ray data: MAIN's 0.02 gave higher R-free on the shared cases; {BOND_RMSD_MAP} for "
                         "--map/--map-coeffs/--dens-comb, MAIN's dens_comb value)")
-    g.add_argument("--weight", type=float, help="fixed X-ray weight (no automatic adjustment)")
-    g.add_argument("--weight-every", type=int, default=D.weight_every, metavar="N",
-                   help=f"re-adjust the weight every N minimizer steps (default {D.weight_every}) and each cycle")
-    g.add_argument("--adp-weight", type=float, default=D.adp_weight,
-                   help=f"scale of the ADP restraints (default {D.adp_weight})")
+    g.add_argument("--weight", type=positive, help="fixed X-ray weight, > 0 (no automatic adjustment)")
+    g.add_argument("--weight-every", type=count, default=D.weight_every, metavar="N",
+                   help=f"re-adjust the weight every N ≥ 1 minimizer steps (default {D.weight_every}) "
+                        "and each cycle")
+    g.add_argument("--adp-weight", type=non_negative, default=D.adp_weight,
+                   help=f"scale of the ADP restraints, ≥ 0 (0: off; default {D.adp_weight})")
     g.add_argument("--adp-restraints", choices=["kl", "simple"], default=D.adp_restraints,
                    help="kl: KL-divergence similarity of neighbouring atoms (default); simple: B similarity "
                         "of bonded atoms and U similarity/rigid bond")
@@ -69,63 +72,57 @@ def add_parser(sub):
                    help="also refine occupancies of partial single-conformer ligands and waters")
     g.add_argument("--fix-xyz", action="store_true", help="do not refine coordinates")
     g.add_argument("--fix-b", action="store_true", help="do not refine ADPs")
-    g.add_argument("--select", metavar="SEL",
+    g.add_argument("--select", metavar="SEL", type=selection_arg,
                    help="gemmi selection of the atoms that move (MINIMIZE); default all (REFINE)")
     g = p.add_argument_group("cycles")
-    g.add_argument("--cycles", type=int, default=D.cycles,
-                   help=f"macro-cycles at most (default {D.cycles}; stops earlier when R-work settles)")
-    g.add_argument("--convergence", type=float, default=D.convergence, metavar="DR",
+    g.add_argument("--cycles", type=count, default=D.cycles,
+                   help=f"macro-cycles at most, ≥ 1 (default {D.cycles}; stops earlier when R-work settles)")
+    g.add_argument("--convergence", type=number(0.0, 1.0), default=D.convergence, metavar="DR",
                    help=f"stop once R-work changes by less than DR over a cycle, after at least "
-                        f"{D.min_cycles} cycles (default {D.convergence}; 0: always run --cycles)")
-    g.add_argument("--xyz-steps", type=int, default=D.xyz_steps,
-                   help=f"L-BFGS steps per cycle for coordinates and ADPs (default {D.xyz_steps})")
-    g.add_argument("--adp-steps", type=int, default=D.adp_steps,
-                   help=f"ADP steps per cycle with --strategy alternate (default {D.adp_steps})")
+                        f"{D.min_cycles} cycles, 0 ≤ DR ≤ 1 (default {D.convergence}; 0: always run --cycles)")
+    g.add_argument("--xyz-steps", type=count, default=D.xyz_steps,
+                   help=f"L-BFGS steps per cycle for coordinates and ADPs, ≥ 1 (default {D.xyz_steps})")
+    g.add_argument("--adp-steps", type=count, default=D.adp_steps,
+                   help=f"ADP steps per cycle with --strategy alternate, ≥ 1 (default {D.adp_steps})")
     g.add_argument("--strategy", choices=["auto", "combined", "alternate"], default=D.strategy,
                    help="combined: coordinates and ADPs in one minimization; alternate: in turn; "
                         f"auto (default): alternate for a cycle that starts with R-work > {D.far_r_work} "
                         "(far from the data), combined otherwise")
-    g.add_argument("--rephase-every", type=int, default=D.rephase_every, metavar="N",
-                   help=f"re-phase (Fc, scale, D/S) every N steps (default {D.rephase_every})")
-    g.add_argument("--seed", type=int, default=1, help="random seed (free kick, kicks)")
+    g.add_argument("--rephase-every", type=count, default=D.rephase_every, metavar="N",
+                   help=f"re-phase (Fc, scale, D/S) every N ≥ 1 steps (default {D.rephase_every})")
+    g.add_argument("--seed", type=seed_value, default=D.seed, help="random seed (free kick, kicks), ≥ 0")
     g = p.add_argument_group("kicking (MAIN fast cooling)")
-    g.add_argument("--cool", type=int, default=0, metavar="N",
-                   help="N cooling cycles of kick -> minimize -> re-phase instead of plain cycles")
-    g.add_argument("--kick", default="0.8:0", metavar="START[:END]", type=_range_arg("kick"),
-                   help="coordinate kick amplitude in Å, decreasing over the cycles (default 0.8:0)")
-    g.add_argument("--kick-b", default="5:0", metavar="START[:END]", type=_range_arg("kick-b"),
-                   help="B-value kick amplitude in Å² (default 5:0)")
+    g.add_argument("--cool", type=integer(0), default=D.cool, metavar="N",
+                   help="N ≥ 0 cooling cycles of kick -> minimize -> re-phase instead of plain cycles")
+    g.add_argument("--kick", default="0.8:0", metavar="START[:END]", type=kick_range_arg,
+                   help="coordinate kick amplitude in Å, ≥ 0, decreasing over the cycles (default 0.8:0)")
+    g.add_argument("--kick-b", default="5:0", metavar="START[:END]", type=kick_range_arg,
+                   help="B-value kick amplitude in Å², ≥ 0 (default 5:0)")
     g.add_argument("--kick-law", choices=["linear", "square", "exponential"], default="linear",
                    help="how the kick amplitudes decrease (default linear)")
     g = p.add_argument_group("maps (real-space refinement, density combination)")
     g.add_argument("--map", metavar="FILE", help="CCP4/MRC map: refine toward it (no data needed)")
-    g.add_argument("--map-coeffs", metavar="FILE:F,PHI", help="map coefficients (MTZ) to refine toward")
+    g.add_argument("--map-coeffs", metavar="FILE:F,PHI", type=map_coeffs_arg, help="map coefficients (MTZ) to refine toward")
     g.add_argument("--map-mode", choices=["interpolation", "convolution"], default="interpolation",
                    help="density target by tricubic interpolation at atoms or by model-density convolution")
-    g.add_argument("--steps", type=int, default=100, help="minimizer steps for map targets (default 100)")
+    g.add_argument("--steps", type=count, default=100,
+                   help="minimizer steps for map targets, ≥ 1 (default 100)")
     g.add_argument("--dens-comb", action="store_true",
                    help="partial-model refinement by density combination with the --map (MAIN dens_comb)")
-    g.add_argument("--part", metavar="SEL", help="dens-comb: atoms refined and combined (default all)")
-    g.add_argument("--envelope", metavar="SEL", help="dens-comb: atoms defining the model envelope")
-    g.add_argument("--rad-mask", type=float, default=4.5, help="dens-comb: envelope radius, Å (4.5)")
-    g.add_argument("--rad-comb", type=float, default=2.8,
-                   help="dens-comb: radius of model density replacing the map, Å (2.8)")
-    g.add_argument("--weight-fc", type=float, default=1.1, help="dens-comb: weight of the Fc map (1.1)")
-    g.add_argument("--dens-scale", type=float, default=1.0, help="dens-comb: density scale (1)")
-    g.add_argument("--recombine-every", type=int, default=15, help="dens-comb: steps between combinations")
+    g.add_argument("--part", metavar="SEL", type=selection_arg,
+                   help="dens-comb: atoms refined and combined (default all)")
+    g.add_argument("--envelope", metavar="SEL", type=selection_arg,
+                   help="dens-comb: atoms defining the model envelope")
+    g.add_argument("--rad-mask", type=positive, default=4.5, help="dens-comb: envelope radius, Å, > 0 (4.5)")
+    g.add_argument("--rad-comb", type=positive, default=2.8,
+                   help="dens-comb: radius of model density replacing the map, Å, > 0 (2.8)")
+    g.add_argument("--weight-fc", type=positive, default=1.1,
+                   help="dens-comb: weight of the Fc map, > 0 (1.1)")
+    g.add_argument("--dens-scale", type=positive, default=1.0, help="dens-comb: density scale, > 0 (1)")
+    g.add_argument("--recombine-every", type=count, default=15,
+                   help="dens-comb: steps between combinations, ≥ 1 (15)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar, less output")
     return p
-
-
-def _range_arg(name):
-    import argparse
-
-    def conv(text):
-        try:
-            return parse_range(text, name)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    return conv
 
 
 class ProgressBar:

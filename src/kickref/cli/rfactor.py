@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import api
-from .common import (add_input_arguments, add_scaling_arguments, check_outputs, fmt_r, load_options,
+from .common import (add_input_arguments, add_scaling_arguments, check_outputs, count, fmt_r, load_options,
                      scale_shells_value, show_warnings, write_json)
 
 
@@ -12,7 +12,8 @@ def add_parser(sub):
                                    "bulk-solvent model and anisotropic scaling, print R factors.")
     add_input_arguments(p)
     add_scaling_arguments(p)
-    p.add_argument("--shells", type=int, default=10, help="rows in the per-shell table (default 10)")
+    p.add_argument("--shells", type=count, default=10,
+                   help="rows in the per-shell table, ≥ 1 (default 10)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return p
 
