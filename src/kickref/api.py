@@ -125,12 +125,21 @@ def load_inputs(model, data, *, labin=None, free_value=None, d_min=None, d_max=N
     """
     if not isinstance(model, Model):
         model = read_model(model, hydrogens=hydrogens)
+    no_cell = model.meta.get("no_cell", False)
     if not isinstance(data, Reflections):
         data = read_reflections(data, labin=labin, free_value=free_value, d_min=d_min, d_max=d_max,
-                                model_cell=model.cell, model_spacegroup=model.spacegroup)
+                                model_cell=None if no_cell else model.cell,
+                                model_spacegroup=None if no_cell else model.spacegroup)
     else:
         if d_min is not None or d_max is not None:
             data = data.resolution_cut(d_min, d_max)
+    if no_cell:
+        # a model without CRYST1 (or _cell) takes the data's cell and space group
+        model.structure.cell = data.cell
+        model.structure.spacegroup_hm = data.spacegroup.hm
+        model.meta["no_cell"] = False
+        warnings.warn(f"{model.path}: no unit cell in the model: the data's cell and space group "
+                      f"{data.spacegroup.hm} are used", stacklevel=2)
     check_model_data_compatible(model.cell, model.spacegroup, data, model.path, data.path)
     for w in data.source.get("warnings", []):
         warnings.warn(f"{data.path}: {w}", stacklevel=2)
