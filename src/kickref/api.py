@@ -233,7 +233,7 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     model, data = load_inputs(model, data, labin=labin, free_value=free_value, d_min=d_min,
                               d_max=d_max, hydrogens=h_read)
     say = log or (lambda s: None)
-    _check_model(model, say)
+    _check_model(model)
     if hydrogens == "add":
         model = add_hydrogens(model, monlib, ligands)
     elif hydrogens not in ("keep", "remove"):
@@ -249,13 +249,12 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     return r.run()
 
 
-def _check_model(model: Model, say) -> None:
+def _check_model(model: Model) -> None:
     """Sanity checks before refinement (:func:`kickref.core.model_checks.check_model`): errors
-    raise InputError; each repair is a Python warning and a log line."""
+    raise InputError; each repair is a Python warning."""
     from .core.model_checks import check_model
     for w in check_model(model):
         warnings.warn(f"{model.path}: {w}", stacklevel=3)
-        say(f"warning: {w}")
 
 
 def _load_map(map_path=None, map_coeffs=None, model=None, d_min=None):
@@ -293,7 +292,7 @@ def refine_map(model, map_path=None, *, map_coeffs=None, mode: str = "interpolat
         model = read_model(model, hydrogens="remove" if hydrogens == "remove" else "keep")
     else:
         model = model.copy()
-    _check_model(model, log or (lambda s: None))
+    _check_model(model)
     model = _map_model_hydrogens(model, hydrogens, monlib, ligands)
     dmap = _load_map(map_path, map_coeffs, model)
     restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)
@@ -328,7 +327,7 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, par
         model = read_model(model, hydrogens=h_read)
     else:
         model = model.copy()
-    _check_model(model, log or (lambda s: None))
+    _check_model(model)
     model = _map_model_hydrogens(model, hydrogens, monlib, ligands)
     dmap = _load_map(map_path, map_coeffs, model)
     restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)
