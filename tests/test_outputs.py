@@ -323,3 +323,22 @@ def test_warnings_do_not_reach_stdout(capsys):
     out = capsys.readouterr()
     assert out.out == "" and "warning: something odd" in out.err
     assert lines == ["warning: something odd"]
+
+
+def test_maps_signal_during_the_writes_finishes_them(capsys, case5e5z, tmp_path, monkeypatch):
+    import kickref.cli.maps as maps_cli
+    real = maps_cli.write_map_coefficients
+
+    def write_and_signal(mc, path):
+        real(mc, path)
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+
+    monkeypatch.setattr(maps_cli, "write_map_coefficients", write_and_signal)
+    rc, out, err = run_cli(capsys, "maps", *case5e5z, "-o", tmp_path / "m.mtz", "--ccp4", tmp_path / "m",
+                           "--json", tmp_path / "m.json")
+    assert rc == 143, err
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["m.json", "m.mtz", "m_2fofc.ccp4", "m_fofc.ccp4"]
+    assert gemmi.read_ccp4_map(str(tmp_path / "m_fofc.ccp4")).grid.nu > 0
+    assert "warning" not in out

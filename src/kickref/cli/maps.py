@@ -38,7 +38,7 @@ def run(args):
     if args.ccp4:
         paths.update(ccp4_map_paths(args.ccp4))
     stop = StopFlag()
-    with OutputSet(paths, input_paths(args), lock_path(args.output)) as out:
+    with OutputSet(paths, input_paths(args), lock_path(args.output)) as out, stop:   # see StopFlag
         kick_opts = {"n_models": args.kick_models, "max_amplitude": args.kick_max, "seed": args.seed}
         res = api.compute_maps(args.model, args.data, include_free=args.include_free,
                                bulk_solvent=not args.no_bulk_solvent,
@@ -48,7 +48,7 @@ def run(args):
         for w in stats.warnings:
             print(f"warning: {w}", file=sys.stderr)
         st = read_model(args.model).structure if args.ccp4 else None
-        with stop.deferred():                # Ctrl-C/SIGTERM now: the writes finish first
+        with stop.deferred():                # a second Ctrl-C/SIGTERM now: the writes finish first
             write_map_coefficients(mc, out.temp("mtz"))
             if args.ccp4:
                 write_ccp4_maps(mc, {k: out.temp(k) for k in ("2fofc", "fofc")}, st)
