@@ -7,7 +7,6 @@ unchanged (SHA-256 before and after). The table is printed with ``pytest -s``.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import shutil

@@ -146,6 +146,15 @@ def load_inputs(model, data, *, labin=None, free_value=None, d_min=None, d_max=N
     return Inputs(model, data)
 
 
+def data_columns(data: Reflections) -> str:
+    """One line naming the data's file, the columns used and the test-set convention."""
+    src = data.source
+    kind = src.get("data_type", "amplitude") + ("s, French-Wilson" if src.get("french_wilson") else "s")
+    free = (f"test set: flag {src.get('free_value')} ({src.get('free_convention')})" if data.has_free
+            else "no test set")
+    return f"data: {data.path} columns {src.get('labin', '?')} ({kind}); {free}"
+
+
 def make_fmodel(model: Model, data: Reflections, *, bulk_solvent: bool = True,
                 scale_shells="auto", reject_outliers: bool = True):
     """An up-to-date FModel (Fc, Fmask, scale, outliers) for the model as it is."""
@@ -219,7 +228,9 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     ``hydrogens``: keep | remove | add (riding hydrogens placed from the library).
     Other keyword options are those of :class:`kickref.refinement.protocol.RefineOptions`
     (target, cycles, bond_rmsd, weight, weight_every, rephase_every, adp, refine_occupancy,
-    fix_xyz, fix_b, selection, seed, ...). ``log``: callable receiving log lines.
+    fix_xyz, fix_b, selection, seed, ...). ``log``: callable receiving log lines (the data
+    columns used among them). ``progress(n_eval, cycle)``: called after each energy evaluation
+    with the evaluations so far and the macro-cycle under way (0 before the first).
     ``stop``: a :class:`kickref.refinement.minimize.StopFlag` to end the run early.
 
     Returns a :class:`~kickref.refinement.protocol.RefinementResult` (refined model, per-cycle
@@ -240,6 +251,7 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
         raise ValueError(f"hydrogens must be keep, remove or add, not {hydrogens!r}")
     restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown,
                                   hydrogens="keep")
+    say(data_columns(data))
     for line in restraints.log:
         say(line)
     opts = RefineOptions(**options)

@@ -5,7 +5,7 @@ import math
 import sys
 import warnings
 
-from ..io.files import refuse_overwrite_inputs
+from ..io.files import check_output_paths
 from ..io.files import write_json_atomic as write_json  # noqa: F401  (used by the subcommands)
 
 
@@ -43,14 +43,27 @@ def load_options(args) -> dict:
             "d_max": args.d_max, "hydrogens": args.hydrogens}
 
 
+def input_paths(args) -> list:
+    """The files named as inputs on the command line (outputs must not overwrite them)."""
+    paths = [getattr(args, a, None) for a in ("model", "data", "map")]
+    mc = getattr(args, "map_coeffs", None)
+    if mc:
+        paths.append(str(mc).rpartition(":")[0] or mc)
+    return paths + list(getattr(args, "ligand", None) or [])
+
+
 def check_outputs(outputs, args):
-    refuse_overwrite_inputs(outputs, [getattr(args, "model", None), getattr(args, "data", None)])
+    """InputError unless every path of ``outputs`` can be written (see check_output_paths)."""
+    check_output_paths(outputs, input_paths(args))
 
 
-def show_warnings():
-    """Print Python warnings as one 'warning:' line each on stderr."""
+def show_warnings(log_lines: list | None = None):
+    """Print Python warnings as one 'warning:' line each on stderr (never stdout), also appended
+    to ``log_lines`` (the log file's lines)."""
     def fmt(message, category, filename, lineno, file=None, line=None):
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+        if log_lines is not None:
+            log_lines.append(f"warning: {message}")
     warnings.showwarning = fmt
 
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-
-from ..io.files import json_ready, refuse_overwrite_inputs, write_text_atomic
+from ..io.files import check_output_paths, json_ready, write_text_atomic
 from ..io.models import read_model
 from .common import integer
 
@@ -40,7 +39,7 @@ def add_parser(subparsers):
 def run(args) -> int:
     from ..restraints import KINDS, build_restraints
     if args.json and args.json != "-":
-        refuse_overwrite_inputs([args.json], [args.model] + list(args.ligand))
+        check_output_paths([args.json], [args.model] + list(args.ligand))
     model = read_model(args.model, hydrogens=args.hydrogens)
     R = build_restraints(model, monlib_dir=args.monlib, ligands=args.ligand,
                          allow_unknown=args.allow_unknown, hydrogens=args.hydrogens)

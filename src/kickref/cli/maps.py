@@ -1,9 +1,14 @@
 """kickref maps MODEL DATA -o maps.mtz: σA-weighted 2mFo-DFc and mFo-DFc map coefficients."""
 from __future__ import annotations
 
+import sys
+
 from .. import api
-from ..io.maps import write_ccp4_maps, write_map_coefficients
-from .common import (add_input_arguments, add_scaling_arguments, check_outputs, count, fmt_r, load_options,
+from ..io.maps import ccp4_map_paths, write_ccp4_maps, write_map_coefficients
+from ..io.models import read_model
+from ..io.outputs import OutputSet, lock_path
+from ..refinement.minimize import StopFlag
+from .common import (add_input_arguments, add_scaling_arguments, count, fmt_r, input_paths, load_options,
                      non_negative, scale_shells_value, seed_value, show_warnings, write_json)
 
 
@@ -31,28 +36,32 @@ def add_parser(sub):
 
 def run(args):
     show_warnings()
-    outs = [args.output, args.json]
+    paths = {"mtz": args.output, "json": args.json}
     if args.ccp4:
-        outs += [f"{args.ccp4}_2fofc.ccp4", f"{args.ccp4}_fofc.ccp4"]
-    check_outputs(outs, args)
-    kick_opts = {"n_models": args.kick_models, "max_amplitude": args.kick_max, "seed": args.seed}
-    res = api.compute_maps(args.model, args.data, include_free=args.include_free,
-                                 bulk_solvent=not args.no_bulk_solvent,
-                                 scale_shells=scale_shells_value(args.scale_shells),
-                                 kick=args.kick, kick_options=kick_opts, **load_options(args))
-    mc, stats = res.map_coefficients, res.statistics
-    write_map_coefficients(mc, args.output)
+        paths.update(ccp4_map_paths(args.ccp4))
+    stop = StopFlag()
+    with OutputSet(paths, input_paths(args), lock_path(args.output)) as out, stop:   # see StopFlag
+        kick_opts = {"n_models": args.kick_models, "max_amplitude": args.kick_max, "seed": args.seed}
+        res = api.compute_maps(args.model, args.data, include_free=args.include_free,
+                               bulk_solvent=not args.no_bulk_solvent,
+                               scale_shells=scale_shells_value(args.scale_shells),
+                               kick=args.kick, kick_options=kick_opts, **load_options(args))
+        mc, stats = res.map_coefficients, res.statistics
+        for w in stats.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        st = read_model(args.model).structure if args.ccp4 else None
+        with stop.deferred():                # a second Ctrl-C/SIGTERM now: the writes finish first
+            write_map_coefficients(mc, out.temp("mtz"))
+            if args.ccp4:
+                write_ccp4_maps(mc, {k: out.temp(k) for k in ("2fofc", "fofc")}, st)
+            if args.json:
+                write_json(out.temp("json"), res.as_dict())
+            written = out.commit()
     print(f"R-work {fmt_r(stats.r_work)}  R-free {fmt_r(stats.r_free)}")
     print(f"wrote {args.output}: FWT/PHWT, DELFWT/PHDELWT, FC_ALL/PHIC_ALL, FOM ({len(mc.hkl)} reflections, "
           f"{mc.info.get('n_missing_filled', 0)} missing filled with DFc; D, S from "
           f"{mc.info['sigmaa_from']} set in {mc.info['n_bins']} bins)")
-    for w in stats.warnings:
-        print(f"warning: {w}")
-    if args.ccp4:
-        from ..io.models import read_model
-        st = read_model(args.model).structure
-        for f in write_ccp4_maps(mc, args.ccp4, st):
+    for k, f in written.items():
+        if k != "mtz":
             print(f"wrote {f}")
-    if args.json:
-        write_json(args.json, res.as_dict())
-    return 0
+    return stop.exit_code

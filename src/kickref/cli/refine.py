@@ -1,17 +1,22 @@
 """kickref refine MODEL DATA -o PREFIX: restrained refinement against X-ray data."""
 from __future__ import annotations
 
+import shlex
 import sys
 import time
+from pathlib import Path
 
 from .. import api
-from ..io.outputs import output_paths, write_refinement_outputs
+from ..core.errors import KickrefError
+from ..io.files import write_text_atomic
+from ..io.outputs import OutputSet, lock_path, output_paths, refinement_output_set, write_refinement_outputs
+from ..refinement.minimize import StopFlag
 from ..refinement.protocol import RefineOptions
 from ..refinement.weighting import BOND_RMSD_MAP
-from .common import (add_input_arguments, add_scaling_arguments, check_outputs, count, fmt_r, integer,
+from .common import (add_input_arguments, add_scaling_arguments, count, fmt_r, input_paths, integer,
                      kick_range_arg, load_options, map_coeffs_arg, non_negative, number,
                      parse_map_coefficients_argument, positive, scale_shells_value, seed_value,
-                     selection_arg, show_warnings)
+                     selection_arg, show_warnings, write_json)
 
 D = RefineOptions()          # the defaults shown and used by the command line
 
@@ -126,50 +131,71 @@ def add_parser(sub):
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, only when stderr is a terminal. Called with the
+    evaluations so far and the macro-cycle under way; the total is re-estimated at the start of
+    each cycle (evaluations so far + the mean per finished cycle × the cycles still possible),
+    since the run may stop early on convergence; :meth:`close` draws 100 %."""
 
-    def __init__(self, total: int, enabled: bool):
-        self.total = max(1, total)
+    def __init__(self, cycles: int, per_cycle: int, enabled: bool):
+        self.cycles = max(1, cycles)
+        self.per_cycle = max(1, per_cycle)
+        self.total = self.cycles * self.per_cycle
         self.enabled = enabled and sys.stderr.isatty()
         self.t0 = time.perf_counter()
         self.last = 0.0
+        self.n = 0
+        self.cycle = 0
+        self.first = None                    # evaluations when cycle 1 began
 
-    def __call__(self, n):
+    def __call__(self, n, cycle: int = 0):
+        self.n = n
+        if cycle != self.cycle:
+            self.cycle = cycle
+            if cycle == 1:
+                self.first = n
+            elif cycle > 1 and self.first is not None:
+                self.per_cycle = max(1, (n - self.first) / (cycle - 1))
+            self.total = n + self.per_cycle * max(1, self.cycles - cycle + 1)
         if not self.enabled:
             return
         now = time.perf_counter()
-        if now - self.last < 0.2 and n < self.total:
+        if now - self.last < 0.2:
             return
         self.last = now
-        f = min(1.0, n / self.total)
+        self._draw(min(1.0, n / self.total), now)
+
+    def _draw(self, f, now):
         bar = "#" * int(30 * f) + "-" * (30 - int(30 * f))
-        sys.stderr.write(f"\r[{bar}] {100 * f:5.1f}%  {n} evaluations  {now - self.t0:6.1f}s")
+        sys.stderr.write(f"\r[{bar}] {100 * f:5.1f}%  {self.n} evaluations  {now - self.t0:6.1f}s")
         sys.stderr.flush()
 
     def close(self):
         if self.enabled:
+            self._draw(1.0, time.perf_counter())
             sys.stderr.write("\n")
             sys.stderr.flush()
 
 
 def run(args):
-    show_warnings()
-    paths = output_paths(args.output)
-    check_outputs(list(paths.values()), args)
+    lines = []                               # the log file's lines
+    show_warnings(lines)
     if args.map or args.map_coeffs:
-        return run_map(args, paths)
+        return run_map(args, lines)
     if not args.data:
-        from ..core.errors import KickrefError
         raise KickrefError("refine needs DATA (reflections), or --map/--map-coeffs for a map target")
-    lines = []
+    stop = StopFlag()
+    with refinement_output_set(args.output, input_paths(args)) as out, stop:
+        _refine(args, out, stop, lines)
+    return stop.exit_code
 
+
+def _refine(args, out, stop, lines):
     def log(s):
         lines.append(s)
         if not args.quiet or s.startswith(" cycle") or s.lstrip()[:1].isdigit():
             bar.enabled and sys.stderr.write("\r" + " " * 80 + "\r")
             print(s, flush=True)
 
-    bar = ProgressBar(args.cycles * (args.xyz_steps + args.adp_steps) * 6 // 5, not args.quiet)
     opts = dict(target=args.target, cycles=args.cycles, xyz_steps=args.xyz_steps, adp_steps=args.adp_steps,
                 rephase_every=args.rephase_every, weight_every=args.weight_every,
                 bond_rmsd=D.bond_rmsd if args.bond_rmsd is None else args.bond_rmsd,
@@ -182,26 +208,31 @@ def run(args):
                 kick_law=args.kick_law, convergence=args.convergence,
                 overall_b_to_atoms=args.overall_b == "atoms")
     if args.cool:
-        bar.total = max(1, args.cool * args.xyz_steps * 6 // 5)
+        bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
+    else:
+        bar = ProgressBar(args.cycles, (args.xyz_steps + args.adp_steps) * 6 // 5, not args.quiet)
+    command = shlex.join(["kickref", *sys.argv[1:]])
+    lines.append(f"command: {command}")
+    lines.append("options: " + ", ".join(f"{k}={v}" for k, v in RefineOptions(**opts).as_dict().items()))
     log(f"kickref refine {args.model} {args.data}")
     res = api.refine(args.model, args.data, monlib=args.monlib, ligands=args.ligand,
-                     allow_unknown=args.allow_unknown, log=log, progress=bar, **load_options(args), **opts)
+                     allow_unknown=args.allow_unknown, log=log, progress=bar, stop=stop,
+                     **load_options(args), **opts)
     bar.close()
     s = res.statistics
     status = "INTERRUPTED: outputs hold the model after the last completed step" if res.interrupted else "done"
     log(f"final R-work {fmt_r(s['r_work'])} R-free {fmt_r(s['r_free'])}  bonds {s['rmsd_bond']:.4f} Å  "
-        f"angles {s['rmsd_angle']:.2f}°  ({status}, {res.timings.get('total', 0):.1f} s)")
-    inputs = {"model": args.model, "data": args.data, "command": " ".join(sys.argv)}
-    written = write_refinement_outputs(res, args.output, lines, inputs)
+        f"angles {s['rmsd_angle']:.2f}° (non-H)  ({status}, {res.timings.get('total', 0):.1f} s)")
+    inputs = {"model": args.model, "data": args.data, "command": command}
+    title = f"{Path(args.model).name} / {Path(args.data).name}" + ("  (INTERRUPTED)" if res.interrupted else "")
+    with stop.deferred():                    # a signal now is recorded; the writes finish
+        written = write_refinement_outputs(res, out, lines, inputs, title=title)
     print("wrote " + ", ".join(written.values()))
-    return 130 if res.interrupted else 0
 
 
-def run_map(args, paths):
+def run_map(args, lines):
     """Real-space refinement toward a map, or density combination (--dens-comb)."""
     from ..io.models import write_model
-    from .common import write_json
-    lines = []
 
     def log(s):
         lines.append(s)
@@ -213,33 +244,37 @@ def run_map(args, paths):
         try:
             map_coeffs = parse_map_coefficients_argument(args.map_coeffs)
         except ValueError as e:
-            from ..core.errors import KickrefError
             raise KickrefError(str(e)) from None
-    common = dict(map_coeffs=map_coeffs, monlib=args.monlib, ligands=args.ligand,
-                  allow_unknown=args.allow_unknown, weight=args.weight, bond_rmsd=args.bond_rmsd,
-                  hydrogens=args.hydrogens, log=log)
+    full = output_paths(args.output)
+    paths = {k: full[k] for k in ("pdb", "cif", "json", "log")}
     if args.dens_comb:
-        comb_map = f"{args.output}_combined.ccp4"
-        check_outputs([comb_map], args)
-        res = api.density_combination(args.model, args.map, args.data, part=args.part, envelope=args.envelope,
-                                      rad_mask=args.rad_mask, rad_comb=args.rad_comb, weight_fc=args.weight_fc,
-                                      dens_scale=args.dens_scale, steps=args.steps,
-                                      recombine_every=args.recombine_every, output_map=comb_map,
-                                      **common, **({k: v for k, v in load_options(args).items() if k != "hydrogens"}
-                                                   if args.data else {}))
-        model, info = res.model, {"history": res.history, "weight": res.weight, "interrupted": res.interrupted,
-                                  "files": res.files}
-    else:
-        res = api.refine_map(args.model, args.map, mode=args.map_mode, selection=args.select,
-                             steps=args.steps, **common)
-        model, info = res.model, res.as_dict()
-    write_model(model, paths["pdb"])
-    write_model(model, paths["cif"])
-    summary = {"program": "kickref", "mode": "density combination" if args.dens_comb else "real-space",
-               "map": args.map or args.map_coeffs, **info}
-    write_json(paths["json"], summary)
-    from ..io.files import write_text_atomic
-    write_text_atomic(paths["log"], "\n".join(lines) + "\n")
-    written = [paths["pdb"], paths["cif"], paths["json"], paths["log"]] + list(info.get("files", []))
-    print("wrote " + ", ".join(str(w) for w in written))
-    return 130 if info.get("interrupted") else 0
+        paths["combined"] = full["pdb"].removesuffix(".pdb") + "_combined.ccp4"
+    stop = StopFlag()
+    with OutputSet(paths, input_paths(args), lock_path(full["pdb"])) as out, stop:
+        lines.append(f"command: {shlex.join(['kickref', *sys.argv[1:]])}")
+        common = dict(map_coeffs=map_coeffs, monlib=args.monlib, ligands=args.ligand,
+                      allow_unknown=args.allow_unknown, weight=args.weight, bond_rmsd=args.bond_rmsd,
+                      hydrogens=args.hydrogens, log=log, stop=stop)
+        if args.dens_comb:
+            res = api.density_combination(args.model, args.map, args.data, part=args.part, envelope=args.envelope,
+                                          rad_mask=args.rad_mask, rad_comb=args.rad_comb, weight_fc=args.weight_fc,
+                                          dens_scale=args.dens_scale, steps=args.steps,
+                                          recombine_every=args.recombine_every, output_map=out.temp("combined"),
+                                          **common, **({k: v for k, v in load_options(args).items() if k != "hydrogens"}
+                                                       if args.data else {}))
+            model, info = res.model, {"history": res.history, "weight": res.weight, "interrupted": res.interrupted,
+                                      "files": [paths["combined"]]}
+        else:
+            res = api.refine_map(args.model, args.map, mode=args.map_mode, selection=args.select,
+                                 steps=args.steps, **common)
+            model, info = res.model, res.as_dict()
+        summary = {"program": "kickref", "mode": "density combination" if args.dens_comb else "real-space",
+                   "map": args.map or args.map_coeffs, **info}
+        with stop.deferred():
+            write_model(model, out.temp("pdb"))
+            write_model(model, out.temp("cif"))
+            write_text_atomic(out.temp("log"), "\n".join(lines) + "\n")
+            write_json(out.temp("json"), summary)
+            written = out.commit()
+        print("wrote " + ", ".join(written.values()))
+    return stop.exit_code

@@ -1,4 +1,9 @@
-"""Small file helpers: existence checks with clear errors, atomic writes."""
+"""Small file helpers: existence checks with clear errors, atomic writes, output checks.
+
+Every temporary file kickref writes is named ``.kickref-PID-…`` beside its target (PID: the
+writing process), so that the leftovers of a killed run are recognised and removed
+(:func:`remove_stale_temps`) and never taken for outputs.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -6,6 +11,8 @@ import json
 import math
 import os
 import tempfile
+import time
+import warnings
 from pathlib import Path
 
 from ..core.errors import InputError
@@ -31,6 +38,9 @@ def check_readable(path) -> Path:
     return p
 
 
+TEMP_PREFIX = ".kickref-"
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
@@ -39,8 +49,7 @@ def atomic_path(path):
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(p.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=suffix, dir=str(p.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f"-{p.name}", dir=str(p.parent))
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -78,9 +87,127 @@ def write_json_atomic(path, obj) -> None:
     write_text_atomic(path, json.dumps(json_ready(obj), indent=1) + "\n")
 
 
-def refuse_overwrite_inputs(outputs, inputs) -> None:
-    """Raise InputError if an output path would overwrite one of the input files."""
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists (possibly another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_owner(name: str) -> int | None:
+    """The PID in a kickref temporary file name ``.kickref-PID-…``; None for other names."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def remove_stale_temps(directory) -> list[str]:
+    """Delete the kickref temporary files in ``directory`` whose writing process is gone."""
+    removed = []
+    for f in Path(directory).iterdir():
+        pid = temp_owner(f.name)
+        if pid is not None and pid != os.getpid() and not pid_alive(pid) and f.is_file():
+            with contextlib.suppress(OSError):
+                f.unlink()
+                removed.append(str(f))
+    return removed
+
+
+def check_output_paths(outputs, inputs) -> None:
+    """Check, before any computation, that every file of ``outputs`` can be written.
+
+    Raises InputError when a name is empty or ends with '/', names a directory or an input
+    file, or when its directory is not a directory or not writable. Missing directories are
+    created here (so a failed check of a later path may leave an empty directory behind).
+    Writability is tested by creating and deleting a temporary file (``os.access`` says yes
+    to root even on read-only places such as /proc).
+    """
     ins = {Path(i).resolve() for i in inputs if i is not None}
+    probed = set()
     for o in outputs:
-        if o is not None and Path(o).resolve() in ins:
-            raise InputError(o, "output would overwrite an input file; choose another output name")
+        if o is None:
+            continue
+        text = str(o)
+        p = Path(text)
+        if not text or text.endswith(os.sep) or p.name in ("", ".", ".."):
+            raise InputError(text or "''", "output file name is empty or a directory; give a file name")
+        if p.is_dir():
+            raise InputError(p, "output file name is a directory; give a file name (e.g. DIR/refined)")
+        if p.resolve() in ins:
+            raise InputError(p, "output would overwrite an input file; choose another output name")
+        parent = p.parent
+        if parent in probed:
+            continue
+        for a in (parent, *parent.parents):
+            if a.exists():
+                if not a.is_dir():
+                    raise InputError(p, f"cannot write: {a} is not a directory")
+                break
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix="-probe", dir=str(parent))
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise InputError(p, f"cannot write in directory {parent} ({e.strerror or e})") from None
+        probed.add(parent)
+
+
+def acquire_lock(path) -> None:
+    """Create the lock file ``path`` holding this process's PID (O_CREAT|O_EXCL: atomic).
+
+    A lock of a live process raises InputError; one of a dead process (a killed run) is taken
+    over with a warning. Two runs taking over the same stale lock within microseconds could
+    both succeed (POSIX has no compare-and-swap on files); a live lock is never taken.
+    """
+    p = Path(path)
+    for attempt in range(3):
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(p)
+            if owner is not None and (owner == os.getpid() or pid_alive(owner)):
+                raise InputError(p, f"another kickref run (pid {owner}) is writing these outputs; "
+                                    "wait for it to end or choose another output name") from None
+            if not p.exists():              # released meanwhile
+                continue
+            warnings.warn(f"{p}: taking over the lock of a run that has ended "
+                          f"({'pid ' + str(owner) if owner else 'no pid'}; killed?)", stacklevel=2)
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+            continue
+        except OSError as e:
+            raise InputError(p, f"cannot create the lock file ({e.strerror or e})") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return
+    raise InputError(p, "cannot take the lock file (other runs keep creating it)")
+
+
+def _lock_owner(p: Path) -> int | None:
+    """PID written in a lock file; None when unreadable or empty after a short wait (a lock
+    being created right now holds its PID within microseconds)."""
+    for _ in range(2):
+        try:
+            text = p.read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            text = ""
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.1)
+    return None
+
+
+def release_lock(path) -> None:
+    """Remove the lock file ``path`` if this process holds it."""
+    p = Path(path)
+    with contextlib.suppress(OSError):
+        if p.read_text().strip() == str(os.getpid()):
+            p.unlink()

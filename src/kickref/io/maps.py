@@ -59,14 +59,20 @@ def write_map_coefficients(mc, path, extra: dict | None = None) -> None:
         mtz.write_to_file(tmp)
 
 
-def write_ccp4_maps(mc, prefix, structure: gemmi.Structure | None = None, margin: float = 5.0,
+def ccp4_map_paths(prefix) -> dict:
+    """{'2fofc': PREFIX_2fofc.ccp4, 'fofc': PREFIX_fofc.ccp4}: the files of :func:`write_ccp4_maps`."""
+    return {name: f"{prefix}_{name}.ccp4" for name in ("2fofc", "fofc")}
+
+
+def write_ccp4_maps(mc, paths: dict, structure: gemmi.Structure | None = None, margin: float = 5.0,
                     sample_rate: float = 3.0) -> list[str]:
-    """Write PREFIX_2fofc.ccp4 and PREFIX_fofc.ccp4 (e/Å³), boxed around the model when given."""
+    """Write the 2mFo-DFc and mFo-DFc maps (e/Å³) to ``paths['2fofc']`` and ``paths['fofc']``
+    (see :func:`ccp4_map_paths`), boxed around the model when given."""
     mtz = map_coefficients_mtz(mc)
     written = []
     for name, f, phi in (("2fofc", "FWT", "PHWT"), ("fofc", "DELFWT", "PHDELWT")):
         grid = mtz.transform_f_phi_to_map(f, phi, sample_rate=sample_rate)
-        written.append(write_ccp4_map(grid, f"{prefix}_{name}.ccp4", structure, margin))
+        written.append(write_ccp4_map(grid, paths[name], structure, margin))
     return written
 
 

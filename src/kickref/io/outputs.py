@@ -1,32 +1,162 @@
-"""Outputs of a refinement: model (PDB + mmCIF), map coefficients (MTZ), log, JSON, plot.
+"""Outputs of a run, written as one set: model (PDB + mmCIF), map coefficients (MTZ), log, JSON, plot.
 
-``write_refinement_outputs(result, prefix)`` writes PREFIX.pdb, PREFIX.cif, PREFIX.mtz,
-PREFIX.json, PREFIX.log and PREFIX.png (the plot needs matplotlib; skipped with a note
-otherwise). Every file is written to a temporary name and renamed.
+:class:`OutputSet` is opened before any computation (paths checked, lock taken) and
+committed at the end. What it guarantees, with POSIX renames (each atomic by itself, a group
+of them not):
+
+- every file is first written to ``.kickref-PID-NAME`` in the directory of NAME; a kill while
+  writing them leaves the earlier set untouched (its leftovers are deleted by the next run on
+  the same outputs, and the ``.kickref-`` names are never taken for outputs);
+- then a journal ``.kickref-commit-PREFIX.lock`` (written atomically) lists the renames, in the
+  order the files were asked for (the JSON summary last), and the files of the set that this run
+  did not write (deleted, so that no file of an earlier run stays beside the new ones); the
+  renames and deletions follow, and the journal is removed;
+- a kill between the journal and its removal (a few renames: microseconds; Ctrl-C and SIGTERM
+  are held back by the command line meanwhile, so only SIGKILL or a crash can do it) leaves
+  a mix on disk until the next run on the same outputs, which first completes the renames
+  (roll-forward) and so restores the new set. Without a journal the set on disk is complete.
+
+``PREFIX.lock`` (created with O_EXCL, holding the PID) refuses a second run on the same
+outputs while one is running; it is removed at the end (a killed run's lock is taken over).
 """
 from __future__ import annotations
 
-import sys
+import contextlib
+import json
+import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from .files import atomic_path, json_ready, write_json_atomic, write_text_atomic
+from ..core.errors import InputError
+from .files import (TEMP_PREFIX, acquire_lock, atomic_path, check_output_paths, json_ready, release_lock,
+                    remove_stale_temps, write_json_atomic, write_text_atomic)
 from .maps import write_map_coefficients
 from .models import write_model
 
+EXTENSIONS = (".pdb", ".cif", ".mmcif", ".mtz", ".json", ".log", ".png", ".ent")
+
+
+class OutputSet:
+    """The files ``paths`` ({kind: path}) of one run, written as a unit (see the module notes).
+
+    ``with OutputSet(paths, inputs, lock) as out:`` checks the paths (InputError), takes the
+    lock, completes an interrupted commit and removes stale temporary files; write each file to
+    ``out.temp(kind)``, then ``out.commit()``. Leaving the block removes uncommitted temporary
+    files and the lock.
+    """
+
+    def __init__(self, paths: dict, inputs=(), lock=None):
+        self.paths = {k: str(v) for k, v in paths.items() if v is not None}
+        self.inputs = [str(i) for i in inputs if i is not None]
+        self.lock = str(lock)
+        self.journal = str(Path(self.lock).with_name(f"{TEMP_PREFIX}commit-{Path(self.lock).name}"))
+        self.temps: dict[str, str] = {}
+        self._locked = False
+
+    def __enter__(self):
+        check_output_paths(list(self.paths.values()) + [self.lock], self.inputs)
+        acquire_lock(self.lock)
+        self._locked = True
+        try:
+            self._roll_forward()
+            for d in {Path(p).parent for p in self.paths.values()}:
+                remove_stale_temps(d)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if not os.path.exists(self.journal):      # an unfinished commit is completed by the next run
+            for t in self.temps.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(t)
+        self.temps.clear()
+        if self._locked:
+            release_lock(self.lock)
+            self._locked = False
+        return False
+
+    def temp(self, kind: str) -> str:
+        """The temporary path to write the ``kind`` file to."""
+        p = Path(self.paths[kind])
+        self.temps[kind] = t = str(p.with_name(f"{TEMP_PREFIX}{os.getpid()}-{p.name}"))
+        return t
+
+    def commit(self) -> dict:
+        """Rename the temporary files onto their names; returns {kind: path} of those written."""
+        written = {k: self.paths[k] for k, t in self.temps.items() if os.path.exists(t)}
+        for k in written:
+            _fsync(self.temps[k])
+        plan = {"rename": [[self.temps[k], p] for k, p in written.items()],
+                "remove": [p for k, p in self.paths.items() if k not in written]}
+        write_text_atomic(self.journal, json.dumps(plan, indent=1) + "\n")
+        _fsync(self.journal)
+        _apply(plan)
+        os.unlink(self.journal)
+        self.temps.clear()
+        return written
+
+    def _roll_forward(self):
+        """Complete the commit of a run killed between its journal and the journal's removal."""
+        if not os.path.exists(self.journal):
+            return
+        try:
+            plan = json.loads(Path(self.journal).read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(self.journal, f"unreadable commit journal of an earlier run ({e}); "
+                                           "check the outputs and delete it") from None
+        _apply(plan)
+        os.unlink(self.journal)
+        warnings.warn(f"{self.journal}: completed the outputs of an earlier run killed while renaming them",
+                      stacklevel=2)
+
+
+def _apply(plan: dict) -> None:
+    """Deletions, then renames (idempotent: a step already done is skipped), then the
+    directories synced."""
+    for p in plan["remove"]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+    for tmp, final in plan["rename"]:
+        if os.path.exists(tmp):
+            os.replace(tmp, final)
+    for d in {str(Path(f).parent) for _, f in plan["rename"]}:
+        _fsync(d)
+
+
+def _fsync(path) -> None:
+    """Flush a file or directory to disk (best effort: not every file system allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
 
 def summary_dict(result, inputs: dict | None = None) -> dict:
-    s = result.statistics
+    """The JSON summary. Bond/angle RMSDs: ``_non_h`` over restraints between non-hydrogen
+    atoms (what REFMAC reports and the weight targets), ``_all`` over all restraints."""
+    s, geo = result.statistics, result.geometry
+    final = {k: s.get(k) for k in ("r_work", "r_free", "r_all", "r_work_cctbx", "r_free_cctbx", "n_refl",
+                                    "n_work", "n_free", "n_outliers", "d_min", "d_max")}
+    final.update(rmsd_bond_non_h=s.get("rmsd_bond"), rmsd_angle_non_h=s.get("rmsd_angle"),
+                 rmsd_bond_all=geo.get("bond", {}).get("rmsd"), rmsd_angle_all=geo.get("angle", {}).get("rmsd"))
+    cycles = []
+    for c in result.cycles:
+        d = asdict(c)
+        d["rmsd_bond_non_h"], d["rmsd_angle_non_h"] = d.pop("rmsd_bond"), d.pop("rmsd_angle")
+        cycles.append(d)
     return json_ready({
         "program": "kickref",
         "inputs": inputs or {},
         "interrupted": result.interrupted,
-        "final": {k: s.get(k) for k in ("r_work", "r_free", "r_all", "r_work_cctbx", "r_free_cctbx",
-                                         "rmsd_bond", "rmsd_angle", "n_refl", "n_work", "n_free",
-                                         "n_outliers", "d_min", "d_max")},
+        "final": final,
         "scale": s.get("scale"),
-        "geometry": result.geometry,
-        "cycles": [asdict(c) for c in result.cycles],
+        "geometry": geo,
+        "cycles": cycles,
         "options": result.options.as_dict(),
         "timings": result.timings,
         "shells": s.get("shells"),
@@ -42,7 +172,8 @@ def remarks(result) -> dict:
 
 
 def plot_cycles(cycles, path, title: str = "") -> bool:
-    """R-work/R-free and bond RMSD per macro-cycle as a PNG; False when matplotlib is missing."""
+    """R-work/R-free and non-H bond/angle RMSDs per macro-cycle as a PNG; False when matplotlib
+    is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -60,13 +191,13 @@ def plot_cycles(cycles, path, title: str = "") -> bool:
     ax[0].grid(alpha=0.3)
     ax[1].plot(x, [c.rmsd_bond for c in cycles], "o-", color="C2", label="bond RMSD (Å)")
     ax[1].set_xlabel("macro-cycle")
-    ax[1].set_ylabel("bond RMSD (Å)")
+    ax[1].set_ylabel("bond RMSD, non-H (Å)")
     ax2 = ax[1].twinx()
     ax2.plot(x, [c.rmsd_angle for c in cycles], "^--", color="C3", label="angle RMSD (°)")
-    ax2.set_ylabel("angle RMSD (°)")
+    ax2.set_ylabel("angle RMSD, non-H (°)")
     ax[1].grid(alpha=0.3)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -76,29 +207,49 @@ def plot_cycles(cycles, path, title: str = "") -> bool:
 
 def output_paths(prefix) -> dict:
     """PREFIX.pdb .cif .mtz .json .log .png; a prefix given with one of these extensions
-    (``-o refined.pdb``) is taken without it."""
+    (``-o refined.pdb``) is taken without it. InputError for an empty prefix or a directory
+    (``-o ''``, ``-o out/``)."""
     p = str(prefix)
-    for ext in (".pdb", ".cif", ".mmcif", ".mtz", ".json", ".log", ".png", ".ent"):
+    if not p:
+        raise InputError("''", "empty output prefix; give a name such as 'refined'")
+    if p.endswith(os.sep) or Path(p).is_dir():
+        raise InputError(p, "output prefix is a directory; give a file name prefix (e.g. DIR/refined)")
+    for ext in EXTENSIONS:
         if p.lower().endswith(ext):
             p = p[: -len(ext)]
             break
+    if not Path(p).name or p.endswith(os.sep):
+        raise InputError(str(prefix) or "''", "empty output prefix; give a name such as 'refined'")
     return {k: f"{p}.{k}" for k in ("pdb", "cif", "mtz", "json", "log", "png")}
 
 
-def write_refinement_outputs(result, prefix, log_lines=(), inputs: dict | None = None) -> dict:
-    """Write every output; returns {kind: path} of what was written."""
+def lock_path(path) -> str:
+    """PATH without its output extension, plus '.lock' (the lock of the outputs PATH belongs to)."""
+    p = str(path)
+    for ext in EXTENSIONS:
+        if p.lower().endswith(ext):
+            return p[: -len(ext)] + ".lock"
+    return p + ".lock"
+
+
+def refinement_output_set(prefix, inputs=()) -> OutputSet:
+    """The OutputSet of ``kickref refine -o PREFIX``; locked by PREFIX.lock."""
     paths = output_paths(prefix)
-    Path(paths["pdb"]).parent.mkdir(parents=True, exist_ok=True)
+    return OutputSet(paths, inputs, lock_path(paths["pdb"]))
+
+
+def write_refinement_outputs(result, out: OutputSet, log_lines=(), inputs: dict | None = None,
+                             title: str = "") -> dict:
+    """Write every output of a refinement into ``out`` (a :class:`OutputSet` opened by
+    :func:`refinement_output_set`) and commit it; returns {kind: path} of what was written.
+    The plot's warning (no matplotlib) is issued before the log is written, so the log has it."""
     rem = remarks(result)
-    write_model(result.model, paths["pdb"], remarks=rem)
-    write_model(result.model, paths["cif"], remarks=rem)
+    write_model(result.model, out.temp("pdb"), remarks=rem)
+    write_model(result.model, out.temp("cif"), remarks=rem)
     if result.map_coefficients is not None:
-        write_map_coefficients(result.map_coefficients, paths["mtz"])
-    else:
-        paths.pop("mtz")
-    write_json_atomic(paths["json"], summary_dict(result, inputs))
-    write_text_atomic(paths["log"], "\n".join(log_lines) + "\n")
-    if not plot_cycles(result.cycles, paths["png"], title=Path(paths["pdb"]).stem):
-        print("note: matplotlib not installed; no plot written", file=sys.stderr)
-        paths.pop("png")
-    return paths
+        write_map_coefficients(result.map_coefficients, out.temp("mtz"))
+    if not plot_cycles(result.cycles, out.temp("png"), title=title):
+        warnings.warn("matplotlib not installed; no plot written", stacklevel=2)
+    write_text_atomic(out.temp("log"), "\n".join(log_lines) + "\n")
+    write_json_atomic(out.temp("json"), summary_dict(result, inputs))
+    return out.commit()

@@ -223,6 +223,7 @@ def run_kick_cooling(refinement, kick=(0.8, 0.0), kick_b=(5.0, 0.0), cool: int =
         for i in range(cool):
             if ref.stop:
                 break
+            ref.cycle = i + 1
             if not o.fix_xyz and kx[i] > 0:
                 kick_coordinates(ref.state, kx[i], sel, rng, hydrogens=is_h,
                                  hydrogen_parents=ref.p_xyz.hparent, place_hydrogens=ref.p_xyz.place_hydrogens)

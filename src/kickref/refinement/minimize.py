@@ -1,11 +1,12 @@
 """L-BFGS minimization of the energy over one parameter kind, with interruption.
 
 ``minimize_energy`` runs kickref's bounded L-BFGS (:func:`kickref.core.lbfgs.lbfgs`) on
-E(x) = Σ weighted terms for the parameters ``x`` (see :mod:`kickref.refinement.parameters`). A :class:`StopFlag` set by Ctrl-C (or by the program)
+E(x) = Σ weighted terms for the parameters ``x`` (see :mod:`kickref.refinement.parameters`). A :class:`StopFlag` set by Ctrl-C or SIGTERM (or by the program)
 ends the minimization after the current step; the state then holds the last accepted point.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from dataclasses import dataclass
@@ -16,11 +17,20 @@ from ..core.lbfgs import lbfgs
 
 
 class StopFlag:
-    """Set by the first Ctrl-C (SIGINT) while installed; a second Ctrl-C interrupts at once."""
+    """Set by the first Ctrl-C (SIGINT) or SIGTERM while installed (``with flag:``; nesting is
+    allowed). A second signal ends the program at once (KeyboardInterrupt for SIGINT,
+    SystemExit(128 + signum) otherwise), except inside :meth:`deferred`, where signals are only
+    recorded: the block (e.g. writing the outputs) always finishes. ``exit_code``: 0 when not
+    set, else 128 + the first signal's number (130 for Ctrl-C or a flag set by the program)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.stop = False
-        self._previous = None
+        self.signum = None
+        self._depth = 0
+        self._defer = 0
+        self._previous = {}
 
     def __bool__(self):
         return self.stop
@@ -28,21 +38,41 @@ class StopFlag:
     def set(self):
         self.stop = True
 
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT) if self.stop else 0
+
     def _handler(self, signum, frame):
-        if self.stop:                         # second Ctrl-C: give up immediately
-            raise KeyboardInterrupt
+        if self.stop and not self._defer:     # second signal: give up immediately
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
         self.stop = True
+        self.signum = self.signum or signum
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+        if self._depth == 0 and threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        self._depth += 1
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        self._depth -= 1
+        if self._depth == 0:
+            for s, h in self._previous.items():
+                signal.signal(s, signal.SIG_DFL if h is None else h)
+            self._previous = {}
         return False
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Installed, with every signal only recorded until the block ends."""
+        with self:
+            self._defer += 1
+            try:
+                yield self
+            finally:
+                self._defer -= 1
 
 
 @dataclass

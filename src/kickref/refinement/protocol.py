@@ -173,6 +173,7 @@ class Refinement:
         self.weight = o.weight
         self.cycles: list[CycleStats] = []
         self.n_eval = 0
+        self.cycle = 0                     # macro-cycle under way (0: start), for progress(n_eval, cycle)
         hp = getattr(restraints, "hydrogen_parents", None)
         self.p_xyz = xyz_parameters(self.state, restraints, self.movable)
         self.p_adp = Parameters("adp", self.state, self.movable, hp, h_b_factor=o.h_b_factor)
@@ -268,11 +269,11 @@ class Refinement:
                 or self.fmodel.free.sum() < 50)
 
     def geometry_rmsd(self):
-        """Bond and angle RMSD over restraints between non-hydrogen atoms, and all statistics."""
+        """Bond and angle RMSD over restraints between non-hydrogen atoms, and the statistics of
+        all restraints (with hydrogens) plus those two as 'rmsd_bond_non_h', 'rmsd_angle_non_h'."""
         st = self.restraints.statistics(self.state)
-        is_h = self.model.is_hydrogen
         out = [heavy_rmsd(self.restraints, self.state, kind) for kind in ("bond", "angle")]
-        st["bond_heavy"], st["angle_heavy"] = out
+        st["rmsd_bond_non_h"], st["rmsd_angle_non_h"] = out
         return out[0], out[1], st
 
     # -------------------------------------------------------------- weights
@@ -321,7 +322,7 @@ class Refinement:
     def _on_eval(self, value, parts):
         self.n_eval += 1
         if self.progress is not None:
-            self.progress(self.n_eval)
+            self.progress(self.n_eval, self.cycle)
 
     # ------------------------------------------------------------------ run
     def record(self, cycle, t0, note=""):
@@ -425,6 +426,7 @@ class Refinement:
             for cycle in range(1, o.cycles + 1):
                 if self.stop:
                     break
+                self.cycle = cycle
                 self.macro_cycle()
                 self.record(cycle, t0, "interrupted" if self.stop else "")
                 if self._converged(cycle):
