@@ -176,13 +176,55 @@ def test_fc_of_special_atom_matches_direct_summation(wkd):
 
 
 def test_refine_keeps_water_on_axis(wkd):
-    """Acceptance: three cycles on 5wkd keep the water exactly on its 2-fold axis."""
+    """A short refinement of 5wkd keeps the water exactly on its 2-fold axis, with a warning."""
     import kickref
-    m, data_path, site = wkd
+    m, data_path, _ = wkd
     lines = []
-    res = kickref.refine(m, data_path, monlib=MONOMERS, cycles=3, log=lines.append)
+    res = kickref.refine(m, data_path, monlib=MONOMERS, cycles=1, xyz_steps=10, adp_steps=5,
+                         log=lines.append)
     a = [i for i in range(res.model.n_atoms) if res.model.atom_label(i) == "A/HOH 401/O"][0]
     assert image_distance(res.model.cell, res.model.xyz[a]) < 1e-6
-    assert any("special positions" in s and "HOH 401" in s for s in lines)
+    assert abs(res.model.occ[a] - 0.5) < 1e-9
+    assert any(s.startswith("warning:") and "HOH 401/O (multiplicity 2" in s for s in lines)
     assert any("placed on their symmetry elements" in s for s in lines)
-    assert res.r_free < 0.30
+
+
+@pytest.mark.slow
+def test_refine_5wkd_acceptance(wkd):
+    """Three cycles: the water stays on the axis (it drifted 0.70 Å off it before, image distance
+    1.409 Å, R-free 0.2276) and R-free is not worse than before by more than 0.005."""
+    import kickref
+    m, data_path, _ = wkd
+    res = kickref.refine(m, data_path, monlib=MONOMERS, cycles=3)
+    a = [i for i in range(res.model.n_atoms) if res.model.atom_label(i) == "A/HOH 401/O"][0]
+    assert image_distance(res.model.cell, res.model.xyz[a]) < 1e-6
+    assert res.r_free <= 0.2276 + 0.005
+
+
+@pytest.mark.slow
+def test_refine_4hg7_anisotropic_water_on_axis():
+    """4hg7: an anisotropic water (HOH 322) on a 2-fold of P6₅22 keeps position and U symmetric."""
+    import kickref
+    model_path, data_path, _ = case_paths("4hg7")
+    res = kickref.refine(model_path, data_path, monlib=MONOMERS, cycles=1, xyz_steps=10, adp_steps=10)
+    m = res.model
+    a = [i for i in range(m.n_atoms) if m.atom_label(i) == "A/HOH 322/O"][0]
+    site = find_site_symmetry(m.xyz, m.cell, m.spacegroup).subset([a])
+    assert len(site) == 1 and m.is_aniso[a]
+    assert image_distance(m.cell, m.xyz[a]) < 1e-6
+    assert np.allclose(site.project_u(m.u_aniso[a][None])[0], m.u_aniso[a], atol=1e-6)
+
+
+def test_restraints_of_special_atom():
+    """The warning names the water; no contact with its own images, no restraint to itself."""
+    from kickref.restraints import build_restraints
+    m = read_model(case_paths("5wkd")[0])
+    R = build_restraints(m, monlib_dir=MONOMERS)
+    a = int(np.flatnonzero(R.site_symmetry_order > 1)[0])
+    assert m.atom_label(a) == "A/HOH 401/O"
+    assert any("HOH 401/O (multiplicity 2, occupancy 0.50)" in s for s in R.log)
+    nb = R.nonbonded
+    assert not np.any((nb.pi == a) & (nb.pj == a))
+    for kind in ("bonds", "angles"):
+        idx = getattr(R, kind).idx
+        assert not np.any(idx == a) and not np.any(idx[:, 0] == idx[:, 1])
