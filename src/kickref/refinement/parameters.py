@@ -12,6 +12,13 @@ Three kinds of parameter vector, refined in turn inside a macro-cycle:
   conformers, K−1 free parameters and the last = total − Σ others. With
   ``refine_occupancy``, single-conformer ligands/waters whose occupancy is below 1 get one
   occupancy per residue, bounded to [0, 1].
+
+Atoms on special positions (``site_symmetry``, :mod:`kickref.xtal.site_symmetry`) stay on their
+symmetry elements: ``set`` replaces their coordinates by the on-element position P x + c and
+their U by the site-symmetric average M U, and ``gradient`` applies the chain rule (Pᵀ, Mᵀ), so
+the minimizer sees a function of the free directions only. Their occupancy keeps the deposited
+meaning (1/|G| is full occupancy): bounded to [0, 1/|G|], and "partial" means occ·|G| < 1.
+Without special atoms none of this runs.
 """
 from __future__ import annotations
 
@@ -32,14 +39,18 @@ class OccupancyGroups:
     members: list
     dependents: list
     x0: np.ndarray
+    upper: np.ndarray = None       # per parameter: 1/|G| of its atoms (1 off special positions)
 
     @property
     def n(self) -> int:
         return len(self.members)
 
 
-def find_occupancy_groups(model, movable, refine_partial: bool = False) -> OccupancyGroups:
-    """Altloc groups per residue (constrained sums) and, optionally, partial single-conformer residues."""
+def find_occupancy_groups(model, movable, refine_partial: bool = False,
+                          site_order=None) -> OccupancyGroups:
+    """Altloc groups per residue (constrained sums) and, optionally, partial single-conformer
+    residues. ``site_order``: (n_atoms,) site multiplicity |G| (default 1 everywhere)."""
+    order = np.ones(model.n_atoms) if site_order is None else np.asarray(site_order, dtype=np.float64)
     members, dependents, x0 = [], [], []
     alt = np.asarray(model.altloc)
     ri = model.residue_index
@@ -60,11 +71,12 @@ def find_occupancy_groups(model, movable, refine_partial: bool = False) -> Occup
             params.append(len(members) - 1)
         dependents.append((atoms[alt[atoms] == letters[-1]], params, total))
     if refine_partial:
-        for r in np.unique(ri[~has_alt & movable & (model.occ < 0.999)]):
+        for r in np.unique(ri[~has_alt & movable & (model.occ * order < 0.999)]):
             atoms = np.flatnonzero((ri == r) & ~has_alt & movable)
             members.append(atoms)
             x0.append(float(np.mean(model.occ[atoms])))
-    return OccupancyGroups(members, dependents, np.array(x0, dtype=float))
+    upper = np.array([1.0 / order[m].max() for m in members])
+    return OccupancyGroups(members, dependents, np.array(x0, dtype=float), upper)
 
 
 class Parameters:
@@ -72,7 +84,7 @@ class Parameters:
 
     def __init__(self, kind: str, state: AtomState, movable: np.ndarray, hydrogen_parents=None,
                  place_hydrogens=None, occupancy_groups: OccupancyGroups | None = None,
-                 h_b_factor: float = 1.2):
+                 h_b_factor: float = 1.2, site_symmetry=None):
         if kind not in ("xyz", "adp", "occ"):
             raise ValueError(kind)
         self.kind = kind
@@ -90,6 +102,13 @@ class Parameters:
             self.iso = np.flatnonzero(self.movable & ~state.is_aniso)
             self.ani = np.flatnonzero(self.movable & state.is_aniso)
             self.h_atoms = np.flatnonzero(self.is_h)
+        # special positions among this kind's parameters (None: none, nothing is projected)
+        self.site = None
+        if site_symmetry is not None and kind in ("xyz", "adp"):
+            site = site_symmetry.subset(self.atoms if kind == "xyz" else self.ani)
+            self.site = site if len(site) else None
+        if kind == "adp" and self.site is not None:
+            self.site_rows = np.searchsorted(self.ani, self.site.atoms)   # rows of u_aniso[ani]
         self.n = self._size(state)
         self.precond = None           # per-parameter curvature estimates (see set_curvature)
 
@@ -112,12 +131,17 @@ class Parameters:
         """Write ``x`` into ``state`` (in place) and update riding/derived atoms; returns state."""
         if self.kind == "xyz":
             state.xyz[self.atoms] = x.reshape(-1, 3)
+            if self.site is not None:
+                self.site.place(state.xyz)
             if self.place_hydrogens is not None and self.is_h.any():
                 state.xyz[:] = self.place_hydrogens(state.xyz)
         elif self.kind == "adp":
             ni = len(self.iso)
             state.b_iso[self.iso] = x[:ni]
             state.u_aniso[self.ani] = x[ni:].reshape(-1, 6) / EIGHT_PI2
+            if self.site is not None:
+                a = self.site.atoms
+                state.u_aniso[a] = self.site.project_u(state.u_aniso[a])
             self.update_hydrogen_b(state)
         else:
             for k, m in enumerate(self.groups.members):
@@ -143,6 +167,9 @@ class Parameters:
             if self.is_h.any():
                 h = np.flatnonzero(self.is_h)
                 np.add.at(gx, self.hparent[h], gx[h])        # riding: H moves with its parent
+            if self.site is not None:
+                a = self.site.atoms
+                gx[a] = self.site.project_vectors(gx[a])
             return gx[self.atoms].ravel()
         if self.kind == "adp":
             gb = g.b_iso.copy()
@@ -151,6 +178,8 @@ class Parameters:
             gu = g.u_aniso[self.ani].copy()
             # B-restraint gradients act on B_eq = 8π²/3·tr(U) of anisotropic atoms
             gu[:, :3] += (EIGHT_PI2 / 3.0 * gb[self.ani])[:, None]
+            if self.site is not None:
+                gu[self.site_rows] = self.site.project_u_gradient(gu[self.site_rows])
             return np.concatenate([gb[self.iso], gu.ravel() / EIGHT_PI2])
         out = np.array([float(np.sum(g.occ[m])) for m in self.groups.members])
         for atoms, params, _ in self.groups.dependents:
@@ -181,6 +210,14 @@ class Parameters:
         floor = 0.05 * float(np.median(pos)) if len(pos) else 1.0
         self.precond = np.maximum(c, floor) if len(c) else None
 
+    def place_special(self, state: AtomState) -> np.ndarray:
+        """Move the special-position atoms exactly onto their elements (riding H follow);
+        returns their shifts (Å)."""
+        shift = self.site.place(state.xyz)
+        if self.place_hydrogens is not None and self.is_h.any():
+            state.xyz[:] = self.place_hydrogens(state.xyz)
+        return shift
+
     def max_shift(self) -> np.ndarray:
         """Largest change per parameter in one minimizer step: 0.5 Å, 10 Å², 0.2 occupancy."""
         v = {"xyz": 0.5, "adp": 10.0, "occ": 0.2}[self.kind]
@@ -194,7 +231,7 @@ class Parameters:
             for _ in range(len(self.ani)):
                 b += [(EIGHT_PI2 * 1e-3, B_MAX)] * 3 + [(None, None)] * 3
             return b
-        return [(0.0, 1.0)] * self.groups.n
+        return [(0.0, float(u)) for u in self.groups.upper]
 
     def valid(self, state: AtomState) -> bool:
         """False when a trial point is unphysical (a U not positive definite): the minimizer
@@ -204,9 +241,15 @@ class Parameters:
         return bool(np.all(min_eigenvalue(state.u_aniso[self.ani]) > 1e-4))
 
     def project(self, state: AtomState) -> None:
-        """Keep ADPs physical after a step: U positive definite (eigenvalues ≥ 0.001 Å²)."""
+        """Atoms on special positions onto their elements (coordinates, riding H, U); ADPs
+        physical: U positive definite (eigenvalues ≥ 0.001 Å²; keeps the site symmetry)."""
+        if self.kind == "xyz" and self.site is not None:
+            self.place_special(state)
         if self.kind != "adp" or not len(self.ani):
             return
+        if self.site is not None:
+            a = self.site.atoms
+            state.u_aniso[a] = self.site.project_u(state.u_aniso[a])
         U = state.u_aniso[self.ani]
         w, v = np.linalg.eigh(sym6_to_mat(U))
         bad = (w < 1e-3).any(axis=1)

@@ -175,9 +175,16 @@ class Refinement:
         self.n_eval = 0
         self.cycle = 0                     # macro-cycle under way (0: start), for progress(n_eval, cycle)
         hp = getattr(restraints, "hydrogen_parents", None)
+        site = getattr(restraints, "site_symmetry", None)
         self.p_xyz = xyz_parameters(self.state, restraints, self.movable)
-        self.p_adp = Parameters("adp", self.state, self.movable, hp, h_b_factor=o.h_b_factor)
-        self.occ_groups = find_occupancy_groups(model, self.movable, o.refine_occupancy)
+        self.p_adp = Parameters("adp", self.state, self.movable, hp, h_b_factor=o.h_b_factor,
+                                site_symmetry=site)
+        if self.p_xyz.site is not None and not o.fix_xyz:     # start exactly on the elements
+            shift = self.p_xyz.place_special(self.state)
+            self.log(f"special positions: {len(shift)} atom(s) placed on their symmetry elements "
+                     f"(largest shift {shift.max():.3f} Å)")
+        self.occ_groups = find_occupancy_groups(model, self.movable, o.refine_occupancy,
+                                                getattr(restraints, "site_symmetry_order", None))
         self.p_occ = Parameters("occ", self.state, self.movable, hp, occupancy_groups=self.occ_groups)
 
     # ----------------------------------------------------------------- setup

@@ -66,10 +66,12 @@ def heavy_rmsd(restraints, state, kind: str = "bond") -> float:
 
 def xyz_parameters(state, restraints, movable) -> Parameters:
     """Coordinate parameters of the ``movable`` atoms; hydrogens with a parent in the restraints
-    (``hydrogen_parents`` ≥ 0) ride on it (placed by ``restraints.place_hydrogens``)."""
+    (``hydrogen_parents`` ≥ 0) ride on it (placed by ``restraints.place_hydrogens``); atoms on
+    special positions (``restraints.site_symmetry``) stay on their symmetry elements."""
     hp = getattr(restraints, "hydrogen_parents", None)
     place = restraints.place_hydrogens if hp is not None and (np.asarray(hp) >= 0).any() else None
-    return Parameters("xyz", state, movable, hp, place)
+    return Parameters("xyz", state, movable, hp, place,
+                      site_symmetry=getattr(restraints, "site_symmetry", None))
 
 
 def restraint_terms(restraints) -> list:

@@ -12,8 +12,8 @@ coordination) and symmetry contacts whose occupancies sum to 1 or less are exclu
 Symmetry mates: pair k is atom ``i`` with the image R_s·x_j + t_k of atom ``j``. Contacts
 inside the asymmetric unit are listed once (i < j) with weight 1; contacts with symmetry
 images are listed from both sides with weight 1/2, so the energy is that of the crystal
-per asymmetric unit. An atom's own images closer than ``special_cutoff`` mark a special
-position and are not contacts.
+per asymmetric unit. An atom's own images are never contacts (an atom on a special position
+sits on them; see :mod:`kickref.xtal.site_symmetry`).
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ class NonbondedParameters:
     dinc_14: dict = None
     dinc_14_other: float = -0.15
     margin: float = 1.0            # Å added to d0 when listing neighbours
-    special_cutoff: float = 0.8    # Å: closer own images mean a special position
 
     def __post_init__(self):
         if self.dinc_14 is None:
@@ -158,17 +157,13 @@ class NonbondedList:
         self.max_d0 = 2.0 * float(np.nanmax(np.append(radius[self.active], 0.0)))
         self.xyz_built = None
         self.n_builds = 0
-        self.special_count = np.zeros(n_atoms, np.int64)
 
     # ------------------------------------------------------------------ build
     def build(self, xyz):
         p = self.params
         i, j, op, t, d, is_asu = find_pairs(xyz, self.symops, self.max_d0 + p.margin)
         act = self.active[i] & self.active[j]
-        # special positions: an atom close to its own image
-        self_img = (i == j) & ~is_asu
-        special = self_img & (d < p.special_cutoff)
-        self.special_count = np.bincount(i[special], minlength=self.n)
+        self_img = (i == j) & ~is_asu          # an atom and its own image
         keep = act & ~self_img
         ci, cj = self.conformer[i], self.conformer[j]
         keep &= (ci == 0) | (cj == 0) | (ci == cj)

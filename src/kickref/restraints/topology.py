@@ -15,6 +15,7 @@ import gemmi
 import numpy as np
 
 from ..core.errors import InputError
+from ..xtal.site_symmetry import find_site_symmetry
 from .graph import adjacency, neighbour_keys, pair_keys, upper_keys
 from .library import load_library
 from .nonbonded import HB_CODES, NonbondedList, SymmetryOps
@@ -378,7 +379,12 @@ def _nonbonded(R, model, topo, st, unknown_atom, hydrogens):
                                 occupancy=np.asarray(model.occ, dtype=np.float64))
     R.nonbonded.build(np.ascontiguousarray(model.xyz, dtype=np.float64))
     R.contacts = NonbondedTerm(R.nonbonded)
-    R.site_symmetry_order = 1 + R.nonbonded.special_count
-    n_sp = int((R.site_symmetry_order > 1).sum())
-    if n_sp:
-        R.log.append(f"{n_sp} atom(s) on special positions")
+    R.site_symmetry = find_site_symmetry(model.xyz, model.cell,
+                                         model.spacegroup if symops.use_symmetry else None)
+    R.site_symmetry_order = R.site_symmetry.order
+    sp = R.site_symmetry.atoms
+    if len(sp):
+        listed = ", ".join(f"{model.atom_label(a)} (multiplicity {R.site_symmetry.order[a]}, "
+                           f"occupancy {model.occ[a]:.2f})" for a in sp[:10])
+        R.log.append(f"warning: {len(sp)} atom(s) on special positions, kept on their symmetry "
+                     f"elements: {listed}{', ...' if len(sp) > 10 else ''}")
