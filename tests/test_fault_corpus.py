@@ -392,7 +392,7 @@ def output_cases():
         _c("maps output is the data file", maps_out_is_input, message="data.mtz"),
         _c("rfactor --json is the model", json_is_input, message="model.pdb"),
         _c("geometry --json is the model", geometry_json_is_model, message="model.pdb"),
-        _c("-o ''", empty_prefix, message="-o"),
+        _c("-o ''", empty_prefix, message="empty output prefix"),
         _c("-o names a directory", prefix_is_directory, message="out"),
         _c("-o below a regular file", parent_is_file, message="afile"),
         _c("maps --ccp4 below a regular file", maps_ccp4_parent_is_file, message="afile"),
@@ -448,3 +448,13 @@ def test_fault(case, tmp_path, capsys):
 
 def test_corpus_size():
     assert len(CASES) >= 40
+
+
+def test_zz_corpus_table():
+    """Prints the corpus as a table (case, expected, observed exit code, first error line): run
+    ``pytest -s tests/test_fault_corpus.py``. Runs last in this file."""
+    if not RESULTS:
+        pytest.skip("no corpus case ran in this session")
+    for name, want, got, line in RESULTS:
+        print(f"| {name} | {want} | {got} | {line.replace('|', '/')} |")
+    assert all(want == got for _, want, got, _ in RESULTS)

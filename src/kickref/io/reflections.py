@@ -235,7 +235,9 @@ def _reflections_from_table(table, p, labin, free_value, d_min, d_max, model_cel
     if d_min is not None or d_max is not None:
         refl = refl.resolution_cut(d_min, d_max)
         if refl.n == 0:
-            raise InputError(p, f"no reflections between d_min {d_min} and d_max {d_max} Å")
+            lo = f"{d_max} Å" if d_max is not None else "the lowest resolution"
+            hi = f"{d_min} Å" if d_min is not None else "the highest resolution"
+            raise InputError(p, f"no reflections between {lo} and {hi} (--d-max/--d-min)")
     if refl.has_free and not np.any(refl.free):
         refl.has_free = False
         warnings.append("no test-set reflections left; refining without a free set")
