@@ -45,11 +45,15 @@ def test_projector_properties(wkd):
     P = site.projector[0]
     assert np.allclose(P @ P, P, atol=1e-12) and np.allclose(P, P.T, atol=1e-12)
     assert round(np.trace(P)) == 1                           # a 2-fold axis: one free direction
-    x = m.xyz.copy()
-    site.place(x)
     a = site.atoms[0]
-    assert image_distance(m.cell, x[a]) < 1e-6               # exactly on the axis
-    assert image_distance(m.cell, m.xyz[a]) > 1e-3           # the deposited one is not
+    on = site.on_element(m.xyz)
+    assert image_distance(m.cell, on[0]) < 1e-6              # the exact on-axis position
+    assert image_distance(m.cell, m.xyz[a]) > 1e-3           # the deposited one is 0.012 Å off
+    x = m.xyz.copy()
+    assert np.allclose(site.place(x), 0.0, atol=1e-12)       # the start is where it was
+    x[a] += [0.3, -0.2, 0.5]                                 # any move: only its axial part stays
+    site.place(x)
+    assert image_distance(m.cell, x[a]) == pytest.approx(image_distance(m.cell, m.xyz[a]), abs=1e-9)
     y = x.copy()
     assert np.allclose(site.place(y), 0.0, atol=1e-12)       # placing twice moves nothing
     # a gradient already symmetric (along the axis) is unchanged; any gradient ends on it
@@ -92,18 +96,19 @@ def test_parameters_keep_atom_on_axis(wkd):
     p = Parameters("xyz", state, np.ones(m.n_atoms, bool), site_symmetry=site)
     p.project(state)
     a = site.atoms[0]
+    d0 = image_distance(m.cell, m.xyz[a])                  # 0.023 Å: the deposited offset, kept
     rng = np.random.default_rng(7)
     for _ in range(5):
         g = AtomGradient(m.n_atoms)
         g.xyz[:] = rng.normal(size=g.xyz.shape)
         x = p.get(state) - 0.3 * p.gradient(g, state)      # a steepest-descent step
         p.set(x, state)
-        assert image_distance(m.cell, state.xyz[a]) < 1e-9
+        assert image_distance(m.cell, state.xyz[a]) == pytest.approx(d0, abs=1e-9)
     moved = np.flatnonzero(np.abs(state.xyz - m.xyz).sum(axis=1) > 1e-6)
     assert a in moved and len(moved) > 1
     # an arbitrary vector is projected in set() too
     p.set(p.get(state) + rng.normal(size=p.n), state)
-    assert image_distance(m.cell, state.xyz[a]) < 1e-9
+    assert image_distance(m.cell, state.xyz[a]) == pytest.approx(d0, abs=1e-9)
     # without site symmetry nothing is constrained
     q = Parameters("xyz", state, np.ones(m.n_atoms, bool))
     assert q.site is None
@@ -145,7 +150,7 @@ def test_fc_of_special_atom_matches_direct_summation(wkd):
     a = site.atoms[0]
     st = m.structure
     x = m.xyz.copy()
-    site.place(x)
+    x[a] = site.on_element(m.xyz)[0]
     keep = gemmi.Structure()
     keep.cell, keep.spacegroup_hm = st.cell, st.spacegroup_hm
     model = gemmi.Model("1")
@@ -178,15 +183,16 @@ def test_fc_of_special_atom_matches_direct_summation(wkd):
 def test_refine_keeps_water_on_axis(wkd):
     """A short refinement of 5wkd keeps the water exactly on its 2-fold axis, with a warning."""
     import kickref
-    m, data_path, _ = wkd
+    m, data_path, site = wkd
     lines = []
     res = kickref.refine(m, data_path, monlib=MONOMERS, cycles=1, xyz_steps=10, adp_steps=5,
                          log=lines.append)
     a = [i for i in range(res.model.n_atoms) if res.model.atom_label(i) == "A/HOH 401/O"][0]
-    assert image_distance(res.model.cell, res.model.xyz[a]) < 1e-6
+    d0 = image_distance(m.cell, m.xyz[site.atoms[0]])
+    assert image_distance(res.model.cell, res.model.xyz[a]) == pytest.approx(d0, abs=1e-6)
     assert abs(res.model.occ[a] - 0.5) < 1e-9
     assert any(s.startswith("warning:") and "HOH 401/O (multiplicity 2" in s for s in lines)
-    assert any("placed on their symmetry elements" in s for s in lines)
+    assert any("move along their symmetry elements only" in s for s in lines)
 
 
 @pytest.mark.slow
@@ -194,10 +200,11 @@ def test_refine_5wkd_acceptance(wkd):
     """Three cycles: the water stays on the axis (it drifted 0.70 Å off it before, image distance
     1.409 Å, R-free 0.2276) and R-free is not worse than before by more than 0.005."""
     import kickref
-    m, data_path, _ = wkd
+    m, data_path, site = wkd
     res = kickref.refine(m, data_path, monlib=MONOMERS, cycles=3)
     a = [i for i in range(res.model.n_atoms) if res.model.atom_label(i) == "A/HOH 401/O"][0]
-    assert image_distance(res.model.cell, res.model.xyz[a]) < 1e-6
+    assert image_distance(res.model.cell, res.model.xyz[a]) == pytest.approx(
+        image_distance(m.cell, m.xyz[site.atoms[0]]), abs=1e-6)
     assert res.r_free <= 0.2276 + 0.005
 
 
@@ -206,12 +213,15 @@ def test_refine_4hg7_anisotropic_water_on_axis():
     """4hg7: an anisotropic water (HOH 322) on a 2-fold of P6₅22 keeps position and U symmetric."""
     import kickref
     model_path, data_path, _ = case_paths("4hg7")
-    res = kickref.refine(model_path, data_path, monlib=MONOMERS, cycles=1, xyz_steps=10, adp_steps=10)
+    start = read_model(model_path)
+    res = kickref.refine(start, data_path, monlib=MONOMERS, cycles=1, xyz_steps=10, adp_steps=10)
     m = res.model
     a = [i for i in range(m.n_atoms) if m.atom_label(i) == "A/HOH 322/O"][0]
     site = find_site_symmetry(m.xyz, m.cell, m.spacegroup).subset([a])
     assert len(site) == 1 and m.is_aniso[a]
-    assert image_distance(m.cell, m.xyz[a]) < 1e-6
+    a0 = [i for i in range(start.n_atoms) if start.atom_label(i) == "A/HOH 322/O"][0]
+    d0 = image_distance(start.cell, start.xyz[a0])            # deposited 0.15 Å off the axis
+    assert d0 > 0.2 and image_distance(m.cell, m.xyz[a]) == pytest.approx(d0, abs=1e-6)
     assert np.allclose(site.project_u(m.u_aniso[a][None])[0], m.u_aniso[a], atol=1e-6)
 
 

@@ -13,9 +13,10 @@ Three kinds of parameter vector, refined in turn inside a macro-cycle:
   ``refine_occupancy``, single-conformer ligands/waters whose occupancy is below 1 get one
   occupancy per residue, bounded to [0, 1].
 
-Atoms on special positions (``site_symmetry``, :mod:`kickref.xtal.site_symmetry`) stay on their
-symmetry elements: ``set`` replaces their coordinates by the on-element position P x + c and
-their U by the site-symmetric average M U, and ``gradient`` applies the chain rule (Pᵀ, Mᵀ), so
+Atoms on special positions (``site_symmetry``, :mod:`kickref.xtal.site_symmetry`) move along
+their symmetry elements only: ``set`` replaces their coordinates by P x + c + r (the move's
+component along the element, the start's small offset r from it kept) and their U by the
+site-symmetric average M U, and ``gradient`` applies the chain rule (Pᵀ, Mᵀ), so
 the minimizer sees a function of the free directions only. Their occupancy keeps the deposited
 meaning (1/|G| is full occupancy): bounded to [0, 1/|G|], and "partial" means occ·|G| < 1.
 Without special atoms none of this runs.
@@ -211,7 +212,7 @@ class Parameters:
         self.precond = np.maximum(c, floor) if len(c) else None
 
     def place_special(self, state: AtomState) -> np.ndarray:
-        """Move the special-position atoms exactly onto their elements (riding H follow);
+        """Undo moves of the special-position atoms off their elements (riding H follow);
         returns their shifts (Å)."""
         shift = self.site.place(state.xyz)
         if self.place_hydrogens is not None and self.is_h.any():
@@ -241,7 +242,7 @@ class Parameters:
         return bool(np.all(min_eigenvalue(state.u_aniso[self.ani]) > 1e-4))
 
     def project(self, state: AtomState) -> None:
-        """Atoms on special positions onto their elements (coordinates, riding H, U); ADPs
+        """Atoms on special positions back on their elements (coordinates, riding H, U); ADPs
         physical: U positive definite (eigenvalues ≥ 0.001 Å²; keeps the site symmetry)."""
         if self.kind == "xyz" and self.site is not None:
             self.place_special(state)

@@ -179,10 +179,10 @@ class Refinement:
         self.p_xyz = xyz_parameters(self.state, restraints, self.movable)
         self.p_adp = Parameters("adp", self.state, self.movable, hp, h_b_factor=o.h_b_factor,
                                 site_symmetry=site)
-        if self.p_xyz.site is not None and not o.fix_xyz:     # start exactly on the elements
-            shift = self.p_xyz.place_special(self.state)
-            self.log(f"special positions: {len(shift)} atom(s) placed on their symmetry elements "
-                     f"(largest shift {shift.max():.3f} Å)")
+        if self.p_xyz.site is not None and not o.fix_xyz:
+            r = np.linalg.norm(self.p_xyz.site.residual, axis=1)
+            self.log(f"special positions: {len(r)} atom(s) move along their symmetry elements only "
+                     f"(largest start offset from the element {r.max():.3f} Å, kept)")
         self.occ_groups = find_occupancy_groups(model, self.movable, o.refine_occupancy,
                                                 getattr(restraints, "site_symmetry_order", None))
         self.p_occ = Parameters("occ", self.state, self.movable, hp, occupancy_groups=self.occ_groups)

@@ -10,6 +10,10 @@ x ↦ R_g x + t_g with R_g orthogonal, and
   (symmetric and idempotent for a group); a gradient g is kept on the element as P g;
 - x̄ = (1/|G|) Σ (R_g x + t_g) = P x + c is the exact on-element position (the average of the
   atom's images next to it), the affine projection of x onto the element;
+- refinement constrains the atom's moves to the element: from its start x₀ it moves to
+  x₀ + P·δ, i.e. P x + c + r with r = x₀ − (P x₀ + c) the start's offset from the element (a
+  deposited atom may sit a little off it: rounding, or two half-atoms modelling disorder about
+  the axis), which is kept, so the distance to its own images does not change;
 - a Cartesian U (Å², U11 U22 U33 U12 U13 U23) obeys the site symmetry when
   U = (1/|G|) Σ R_g U R_gᵀ; that average is a linear map on the six components, M (6×6).
 """
@@ -28,12 +32,14 @@ SPECIAL_CUTOFF = 0.5   # Å: an atom closer than this to its own image is on a s
 class SiteSymmetry:
     """Special-position atoms of one model. ``atoms`` (k,) indices; ``order`` (n_atoms,) site
     multiplicity |G| (1 for general positions); ``projector`` (k, 3, 3) P; ``offset`` (k, 3) c
-    (Å) with on-element position P x + c; ``u_projector`` (k, 6, 6) M acting on U6 vectors."""
+    (Å) with on-element position P x + c; ``u_projector`` (k, 6, 6) M acting on U6 vectors;
+    ``residual`` (k, 3) r (Å): the start position's offset from its element, kept by :meth:`place`."""
     atoms: np.ndarray
     order: np.ndarray
     projector: np.ndarray
     offset: np.ndarray
     u_projector: np.ndarray
+    residual: np.ndarray
 
     def __len__(self) -> int:
         return len(self.atoms)
@@ -42,13 +48,17 @@ class SiteSymmetry:
         """The special positions among ``atoms`` (indices), in ``self.atoms`` order."""
         keep = np.isin(self.atoms, atoms)
         return SiteSymmetry(self.atoms[keep], self.order, self.projector[keep], self.offset[keep],
-                            self.u_projector[keep])
+                            self.u_projector[keep], self.residual[keep])
+
+    def on_element(self, xyz: np.ndarray) -> np.ndarray:
+        """(k, 3) exact on-element positions P x + c of the special atoms of ``xyz`` (n, 3)."""
+        return np.einsum("kab,kb->ka", self.projector, xyz[self.atoms]) + self.offset
 
     def place(self, xyz: np.ndarray) -> np.ndarray:
-        """Move the special atoms of ``xyz`` (n, 3, in place) exactly onto their elements;
-        returns each one's shift (k,) in Å."""
+        """Undo any move of the special atoms of ``xyz`` (n, 3, in place) off their elements:
+        P x + c + r, the start's offset r from the element kept; returns each shift (k,) in Å."""
         x = xyz[self.atoms]
-        new = np.einsum("kab,kb->ka", self.projector, x) + self.offset
+        new = self.on_element(xyz) + self.residual
         xyz[self.atoms] = new
         return np.linalg.norm(new - x, axis=1)
 
@@ -102,5 +112,7 @@ def find_site_symmetry(xyz, cell, spacegroup, cutoff: float = SPECIAL_CUTOFF) ->
         proj.append(R.mean(axis=0))
         off.append(t.mean(axis=0))
         uproj.append(_u_average_matrix(R))
-    return SiteSymmetry(atoms, order, np.array(proj).reshape(-1, 3, 3), np.array(off).reshape(-1, 3),
-                        np.array(uproj).reshape(-1, 6, 6))
+    site = SiteSymmetry(atoms, order, np.array(proj).reshape(-1, 3, 3), np.array(off).reshape(-1, 3),
+                        np.array(uproj).reshape(-1, 6, 6), np.zeros((len(atoms), 3)))
+    site.residual = xyz[atoms] - site.on_element(xyz)
+    return site
