@@ -277,13 +277,22 @@ def _load_map(map_path=None, map_coeffs=None, model=None, d_min=None):
     return map_from_coefficients(path, f_label, phi_label, model.cell, model.spacegroup, d_min=d_min)
 
 
-def _map_model_hydrogens(model, hydrogens: str, monlib, ligands) -> Model:
-    """``model`` (a Model) with riding hydrogens added from the library for ``hydrogens='add'``."""
-    if hydrogens == "add":
-        return add_hydrogens(model, monlib, ligands)
-    if hydrogens not in ("keep", "remove"):
+def _map_inputs(model, map_path, map_coeffs, hydrogens: str, monlib, ligands, allow_unknown):
+    """For the map paths: a checked copy of ``model`` (a Model or a path) with riding hydrogens
+    per ``hydrogens`` (keep | remove | add), the map, and the restraints."""
+    from .restraints import build_restraints
+    if hydrogens not in ("keep", "remove", "add"):
         raise ValueError(f"hydrogens must be keep, remove or add, not {hydrogens!r}")
-    return model
+    if not isinstance(model, Model):
+        model = read_model(model, hydrogens="remove" if hydrogens == "remove" else "keep")
+    else:
+        model = model.copy()
+    _check_model(model)
+    if hydrogens == "add":
+        model = add_hydrogens(model, monlib, ligands)
+    dmap = _load_map(map_path, map_coeffs, model)
+    restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)
+    return model, dmap, restraints
 
 
 def refine_map(model, map_path=None, *, map_coeffs=None, mode: str = "interpolation", monlib=None,
@@ -299,15 +308,8 @@ def refine_map(model, map_path=None, *, map_coeffs=None, mode: str = "interpolat
     """
     from .refinement.real_space import refine_against_map
     from .refinement.weighting import BOND_RMSD_MAP
-    from .restraints import build_restraints
-    if not isinstance(model, Model):
-        model = read_model(model, hydrogens="remove" if hydrogens == "remove" else "keep")
-    else:
-        model = model.copy()
-    _check_model(model)
-    model = _map_model_hydrogens(model, hydrogens, monlib, ligands)
-    dmap = _load_map(map_path, map_coeffs, model)
-    restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)
+    model, dmap, restraints = _map_inputs(model, map_path, map_coeffs, hydrogens, monlib, ligands,
+                                          allow_unknown)
     info = refine_against_map(model, dmap, restraints, mode, selection=selection, steps=steps,
                               weight=weight, bond_rmsd=BOND_RMSD_MAP if bond_rmsd is None else bond_rmsd,
                               log=log, stop=stop)
@@ -330,19 +332,11 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, par
     combined map, history, files written)."""
     from .refinement.density_combination import run_density_combination
     from .refinement.weighting import BOND_RMSD_MAP
-    from .restraints import build_restraints
-    h_read = "remove" if hydrogens == "remove" else "keep"
     if data is not None:
-        model, data = load_inputs(model, data, hydrogens=h_read, **load_options)
-        model = model.copy()
-    elif not isinstance(model, Model):
-        model = read_model(model, hydrogens=h_read)
-    else:
-        model = model.copy()
-    _check_model(model)
-    model = _map_model_hydrogens(model, hydrogens, monlib, ligands)
-    dmap = _load_map(map_path, map_coeffs, model)
-    restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)
+        model, data = load_inputs(model, data, hydrogens="remove" if hydrogens == "remove" else "keep",
+                                  **load_options)
+    model, dmap, restraints = _map_inputs(model, map_path, map_coeffs, hydrogens, monlib, ligands,
+                                          allow_unknown)
     return run_density_combination(model, dmap, restraints, data=data, part=part, envelope=envelope,
                                    rad_mask=rad_mask, rad_comb=rad_comb, weight_fc=weight_fc,
                                    dens_scale=dens_scale, steps=steps, recombine_every=recombine_every,
