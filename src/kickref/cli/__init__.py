@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from ..core.errors import KickrefError
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1
+    args.command_line = shlex.join(["kickref", *(sys.argv[1:] if argv is None else [str(a) for a in argv])])
     try:
         rc = args._run(args)
     except KickrefError as e:

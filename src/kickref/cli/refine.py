@@ -1,7 +1,6 @@
 """kickref refine MODEL DATA -o PREFIX: restrained refinement against X-ray data."""
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -211,7 +210,7 @@ def _refine(args, out, stop, lines):
         bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
     else:
         bar = ProgressBar(args.cycles, (args.xyz_steps + args.adp_steps) * 6 // 5, not args.quiet)
-    command = shlex.join(["kickref", *sys.argv[1:]])
+    command = args.command_line
     lines.append(f"command: {command}")
     lines.append("options: " + ", ".join(f"{k}={v}" for k, v in RefineOptions(**opts).as_dict().items()))
     log(f"kickref refine {args.model} {args.data}")
@@ -251,7 +250,7 @@ def run_map(args, lines):
         paths["combined"] = full["pdb"].removesuffix(".pdb") + "_combined.ccp4"
     stop = StopFlag()
     with OutputSet(paths, input_paths(args), lock_path(full["pdb"])) as out, stop:
-        lines.append(f"command: {shlex.join(['kickref', *sys.argv[1:]])}")
+        lines.append(f"command: {args.command_line}")
         common = dict(map_coeffs=map_coeffs, monlib=args.monlib, ligands=args.ligand,
                       allow_unknown=args.allow_unknown, weight=args.weight, bond_rmsd=args.bond_rmsd,
                       hydrogens=args.hydrogens, log=log, stop=stop)
