@@ -91,6 +91,15 @@ def _refine(model, data, *extra):
     return ["refine", model, data, "-o", "{out}/r", "--monlib", MONOMERS, "--cycles", "1", *extra]
 
 
+def _refine_5e5z_with(*extra):
+    """A case builder: ``kickref refine`` of 5e5z with the options ``extra`` ('{tmp}' = the test's
+    folder)."""
+    def build(t):
+        m, d = _shared("5e5z")
+        return _refine(m, d, *[str(e).replace("{tmp}", str(t)) for e in extra]), [m, d]
+    return build
+
+
 # ------------------------------------------------------------------------------ cases
 def _c(name, build, **kw):
     return Case(name, build, **kw)
@@ -163,14 +172,6 @@ def files_cases():
 
 
 def data_cases():
-    def labin_missing(t):
-        m, d = _shared("5e5z")
-        return _refine(m, d, "--labin", "FOBS_X,SIGFOBS_X"), [m, d]
-
-    def labin_phase_as_data(t):
-        m, d = _shared("5e5z")
-        return _refine(m, d, "--labin", "FREE,SIGFP"), [m, d]
-
     def cell_mismatch(t):
         f, s, free = _fp()
         src = gemmi.read_mtz_file(str(_shared("5e5z")[1]))
@@ -198,14 +199,6 @@ def data_cases():
         m, _ = _shared("5e5z")
         return _refine(m, p), [m, p]
 
-    def nothing_in_resolution(t):
-        m, d = _shared("5e5z")
-        return _refine(m, d, "--d-min", "40", "--d-max", "50"), [m, d]
-
-    def free_value_absent(t):
-        m, d = _shared("5e5z")
-        return _refine(m, d, "--free-value", "77"), [m, d]
-
     def invalid_amplitudes_warned(t):
         f, s, free = _fp()
         f = f.copy()
@@ -215,14 +208,14 @@ def data_cases():
         return ["rfactor", m, p, "--json", "{out}/r.json"], [m, p]
 
     return [
-        _c("--labin column not in the file", labin_missing, message="FOBS_X"),
-        _c("--labin data column of the wrong type", labin_phase_as_data, message="FREE"),
+        _c("--labin column not in the file", _refine_5e5z_with("--labin", "FOBS_X,SIGFOBS_X"), message="FOBS_X"),
+        _c("--labin data column of the wrong type", _refine_5e5z_with("--labin", "FREE,SIGFP"), message="FREE"),
         _c("cell 5 % off the model's", cell_mismatch, message="data.mtz"),
         _c("space group differs from the model's", spacegroup_mismatch, message="space group"),
         _c("all amplitudes NaN", all_nan, message="data.mtz"),
         _c("all amplitudes negative", all_negative, message="no valid amplitude"),
-        _c("--d-min/--d-max leave no reflection", nothing_in_resolution, message="no reflections"),
-        _c("--free-value not among the flags", free_value_absent, message="77"),
+        _c("--d-min/--d-max leave no reflection", _refine_5e5z_with("--d-min", "40", "--d-max", "50"), message="no reflections"),
+        _c("--free-value not among the flags", _refine_5e5z_with("--free-value", "77"), message="77"),
         _c("negative amplitudes dropped with a warning (rfactor runs)", invalid_amplitudes_warned,
            rc=0, message="with F < 0 in FP/SIGFP dropped", writes=("r.json",)),
     ]
@@ -270,21 +263,9 @@ def model_cases():
         m, d = _shared("1cbs")
         return ["refine", m, d, "-o", "{out}/r", "--cycles", "1"], [m, d]
 
-    def bad_selection(t):
-        m, d = _shared("5e5z")
-        return _refine(m, d, "--select", "Z/900-901"), [m, d]
-
-    def malformed_selection(t):
-        m, d = _shared("5e5z")
-        return _refine(m, d, "--select", "//A/((("), [m, d]
-
     def monlib_missing(t):
         m, d = _shared("5e5z")
         return ["refine", m, d, "-o", "{out}/r", "--monlib", t / "no_such_lib"], [m, d]
-
-    def ligand_missing(t):
-        m, d = _shared("5e5z")
-        return _refine(m, d, "--ligand", t / "LIG.cif"), [m, d]
 
     def ligand_garbage(t):
         p = t / "LIG.cif"
@@ -309,10 +290,10 @@ def model_cases():
         _c("hydrogens only", hydrogens_only, message="no non-hydrogen atoms"),
         _c("every occupancy zero", zero_occupancy, message="occupancy 0"),
         _c("ligand without a dictionary (1cbs REA)", unknown_residue, message="REA"),
-        _c("--select matching no atom", bad_selection, message="matches no atoms"),
-        _c("--select malformed", malformed_selection, message="select"),
+        _c("--select matching no atom", _refine_5e5z_with("--select", "Z/900-901"), message="matches no atoms"),
+        _c("--select malformed", _refine_5e5z_with("--select", "//A/((("), message="select"),
         _c("--monlib directory missing", monlib_missing, message="no_such_lib"),
-        _c("--ligand file missing", ligand_missing, message="LIG.cif"),
+        _c("--ligand file missing", _refine_5e5z_with("--ligand", "{tmp}/LIG.cif"), message="LIG.cif"),
         _c("--ligand file not CIF", ligand_garbage, message="LIG.cif"),
         _c("model without CRYST1 takes the data's cell (runs)", no_cryst1, rc=0,
            message="no unit cell in the model", writes=("r.json",)),
