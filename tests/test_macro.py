@@ -314,3 +314,16 @@ def test_seed_dens_comb_equals_density_combination(part_files, tmp_path):
     written = gemmi.read_structure(f"{out}.cif")
     xyz = np.array([a.pos.tolist() for r in written[0].all() for a in [r.atom]])
     assert np.abs(xyz - s.model.xyz).max() < 1e-3              # the file holds the same model
+
+
+def test_phase_macro_user_override_and_stop(part_files, tmp_path):
+    """A user's dens_comb.cmds replaces the built-in (here one that forgets to combine: an error
+    naming it); a set StopFlag skips the remaining sentences."""
+    s = new_session(part_files)
+    (tmp_path / "dens_comb.cmds").write_text("set vari SEEN = 1\n")
+    with pytest.raises(MacroError, match=r"m.cmds:2: phase macro dens_comb.cmds did not combine the maps"):
+        run_text(s, tmp_path, "ener dens map MAP_ORIG\nminimize step 5 phase steps 5 macro dens_comb.cmds\n")
+    assert s.variables["SEEN"] == "1"
+    s.stop.set()
+    run_text(s, tmp_path, "set vari AFTER = 1\n")
+    assert "AFTER" not in s.variables

@@ -73,6 +73,9 @@ class Interpreter:
         self.stack.append([file, 0, directory])
         try:
             for s in sentences(text, file):
+                if self.session.stop:            # Ctrl-C/SIGTERM: the outputs hold the model as it is
+                    self.log(f"[{s.where}] interrupted: this and the remaining sentences are not run")
+                    return
                 self.stack[-1][1] = s.line
                 try:
                     self.execute(s)

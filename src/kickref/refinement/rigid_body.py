@@ -28,13 +28,15 @@ def _rotation_derivatives(w: np.ndarray) -> list:
 def minimize_rigid_body(energy, state, body, steps: int = 50, stop=None) -> dict:
     """Move the ``body`` atoms (bool mask) of ``state`` (in place) as one rigid body to lower
     ``energy``; at most ``steps`` L-BFGS iterations. Returns {'rotation_deg', 'translation' (Å),
-    'energy_start', 'energy_end', 'n_eval', 'interrupted'}."""
+    'energy_start', 'energy_end', 'n_eval', 'interrupted'}; the body ends at the lowest energy
+    evaluated (also when ``stop`` ends the run)."""
     stop = stop if stop is not None else StopFlag()
     idx = np.flatnonzero(body)
     x0 = state.xyz[idx].copy()
     c = x0.mean(axis=0)
     d = x0 - c
     n_eval = [0]
+    best = [np.zeros(6), np.inf]             # the lowest point evaluated (kept when interrupted)
 
     def place(p):
         state.xyz[idx] = c + d @ Rotation.from_rotvec(p[:3]).as_matrix().T + p[3:]
@@ -45,6 +47,8 @@ def minimize_rigid_body(energy, state, body, steps: int = 50, stop=None) -> dict
         place(p)
         e, g, _ = energy.compute(state)
         n_eval[0] += 1
+        if e < best[1]:
+            best[0], best[1] = p.copy(), e
         gi = g.xyz[idx]
         grad = np.empty(6)
         grad[3:] = gi.sum(axis=0)
@@ -53,13 +57,12 @@ def minimize_rigid_body(energy, state, body, steps: int = 50, stop=None) -> dict
         return e, grad
 
     e0 = fun(np.zeros(6))[0]
-    best = np.zeros(6)
     try:
-        res = minimize(fun, np.zeros(6), jac=True, method="L-BFGS-B", options={"maxiter": int(steps)})
-        best = res.x
+        minimize(fun, np.zeros(6), jac=True, method="L-BFGS-B", options={"maxiter": int(steps)})
     except StopIteration:
         pass
-    place(best)
+    p = best[0]
+    place(p)
     e1 = energy.compute(state, gradient=False)[0]
-    return {"rotation_deg": float(np.degrees(np.linalg.norm(best[:3]))), "translation": best[3:].tolist(),
+    return {"rotation_deg": float(np.degrees(np.linalg.norm(p[:3]))), "translation": p[3:].tolist(),
             "energy_start": float(e0), "energy_end": float(e1), "n_eval": n_eval[0], "interrupted": bool(stop)}
