@@ -327,3 +327,19 @@ def test_phase_macro_user_override_and_stop(part_files, tmp_path):
     s.stop.set()
     run_text(s, tmp_path, "set vari AFTER = 1\n")
     assert "AFTER" not in s.variables
+
+
+def test_minimize_routes(part_files, tmp_path):
+    """Without a density term: the restraints alone (energy goes down); with one and no phase
+    macro: real-space refinement toward the map slot (only the selected atoms move)."""
+    s = new_session(part_files)
+    s.model.xyz[~s.model.is_hydrogen] += np.random.default_rng(3).uniform(-0.1, 0.1, (int((~s.model.is_hydrogen).sum()), 3))
+    e0 = s.compute_energy()[0]
+    run_text(s, tmp_path, "minimize step 20\n")
+    assert s.history[-1]["minimize"] == "restraints" and s.compute_energy()[0] < 0.8 * e0
+    x0 = s.model.xyz.copy()
+    run_text(s, tmp_path, "ener dens map MAP_ORIG\nminimize sele segm name DM_A end step 10\n")
+    assert s.history[-1]["minimize"] == "real-space"
+    moved = np.linalg.norm(s.model.xyz - x0, axis=1) > 0
+    heavy = ~s.model.is_hydrogen                # (a riding H of D_B may hang on an atom of DM_A)
+    assert moved[heavy & (s.model.chain == "DM_A")].any() and not moved[heavy & (s.model.chain != "DM_A")].any()

@@ -156,7 +156,7 @@ class Session:
         b-values density all …) or a kickref restraint kind. ``density``: ``map`` slot and
         ``mode`` (interpolation | convolution). Naming a term without off turns it on."""
         if term == "all":
-            for t in list(ENERGY_TERMS)[:9] + ["density"]:
+            for t in ("bond", "angle", "torsion", "chiral", "plane", "nonbonded", "density"):
                 self.energy(t, on=on, scale=scale)
             return
         if term == "density":
