@@ -25,7 +25,7 @@ from .api import (Inputs, MapsResult, RealSpaceResult, RFactorResult,  # noqa: F
 # imported on first use (they pull in scipy.stats and the refinement drivers)
 _LAZY = {"MapCoefficients": "xtal.maps", "RefineOptions": "refinement.protocol",
          "RefinementResult": "refinement.protocol",
-         "DensityCombinationResult": "refinement.density_combination"}
+         "DensityCombinationResult": "refinement.density_combination", "Session": "session"}
 
 
 def __getattr__(name):

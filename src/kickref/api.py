@@ -277,9 +277,9 @@ def _load_map(map_path=None, map_coeffs=None, model=None, d_min=None):
     return map_from_coefficients(path, f_label, phi_label, model.cell, model.spacegroup, d_min=d_min)
 
 
-def _map_inputs(model, map_path, map_coeffs, hydrogens: str, monlib, ligands, allow_unknown):
-    """For the map paths: a checked copy of ``model`` (a Model or a path) with riding hydrogens
-    per ``hydrogens`` (keep | remove | add), the map, and the restraints."""
+def _prepared_model(model, hydrogens: str, monlib, ligands, allow_unknown):
+    """A checked copy of ``model`` (a Model or a path) with riding hydrogens per ``hydrogens``
+    (keep | remove | add), and its restraints."""
     from .restraints import build_restraints
     if hydrogens not in ("keep", "remove", "add"):
         raise ValueError(f"hydrogens must be keep, remove or add, not {hydrogens!r}")
@@ -290,8 +290,14 @@ def _map_inputs(model, map_path, map_coeffs, hydrogens: str, monlib, ligands, al
     _check_model(model)
     if hydrogens == "add":
         model = add_hydrogens(model, monlib, ligands)
-    dmap = _load_map(map_path, map_coeffs, model)
     restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown)
+    return model, restraints
+
+
+def _map_inputs(model, map_path, map_coeffs, hydrogens: str, monlib, ligands, allow_unknown):
+    """For the map paths: :func:`_prepared_model` (model copy, restraints) and the map."""
+    model, restraints = _prepared_model(model, hydrogens, monlib, ligands, allow_unknown)
+    dmap = _load_map(map_path, map_coeffs, model)
     return model, dmap, restraints
 
 

@@ -12,7 +12,7 @@ import sys
 
 from ..core.errors import KickrefError
 
-SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine"]
+SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine", "macro"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -78,6 +78,12 @@ class OutputSet:
             self._locked = False
         return False
 
+    def add(self, kind: str, path) -> str:
+        """Add an output found during the run (checked as those given at the start)."""
+        check_output_paths([str(path)], self.inputs)
+        self.paths[kind] = str(path)
+        return str(path)
+
     def temp(self, kind: str) -> str:
         """The temporary path to write the ``kind`` file to."""
         p = Path(self.paths[kind])

@@ -245,25 +245,30 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
                             weight_fc: float = 1.1, dens_scale: float = 1.0, steps: int = 120,
                             recombine_every: int = 15, weight: float | None = None,
                             bond_rmsd: float = BOND_RMSD_MAP, weight_every: int = 100, output_map=None,
-                            output_fo_map=None, log=None, stop=None) -> DensityCombinationResult:
+                            output_fo_map=None, log=None, stop=None, recombine=None,
+                            n_shells: int = 15) -> DensityCombinationResult:
     """Refine the ``part`` atoms of ``model`` (in place) by density combination.
 
     ``steps`` L-BFGS steps on the coordinates in chunks of ``recombine_every`` (MAIN MIN_STEP 120,
     RE_PHASE 15), re-combining after each; the density weight starts from the gradient ratio
     (as the X-ray weight) and is adjusted toward ``bond_rmsd`` (Å) every ``weight_every`` steps
     unless ``weight`` is given. At the end the combined map (``output_map``) and MAP_FO
-    (``output_fo_map``) are written as CCP4 maps when paths are given.
+    (``output_fo_map``) are written as CCP4 maps when paths are given. ``recombine(dc, state)``,
+    when given, is called instead of ``dc.update(state)`` at the start and at each re-combination
+    (the macro interpreter runs MINIMIZE's phase macro there); it returns ``dc.update``'s stats.
+    ``n_shells``: resolution shells of the amplitude scaling (MAIN ``refl shel``).
     """
     log = log or (lambda s: None)
     stop = stop if stop is not None else StopFlag()
     t0 = time.perf_counter()
     state = AtomState.from_model(model)
     dc = DensityCombination(model, external_map, data, part, envelope, rad_mask, rad_comb, weight_fc,
-                            dens_scale)
+                            dens_scale, n_shells=n_shells)
     geometry = [t for t in restraint_terms(restraints) if t.kind == "geometry"]
     energy = Energy([dc.term] + geometry, weights={"density": 1.0})
     params = xyz_parameters(state, restraints, dc.part)
-    st = dc.update(state)
+    recombine = recombine or (lambda d, s: d.update(s))
+    st = recombine(dc, state)
     w0 = initial_weight(dc.term, state, params.atoms, bond_rmsd) if weight is None else float(weight)
     w = BondWeight(w0, bond_rmsd, fixed=weight is not None)
     history = [{"step": 0, "weight": w.value, "rmsd_bond": heavy_rmsd(restraints, state), **st}]
@@ -282,7 +287,7 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
     with stop:
         # the target changes at each re-combination: no stop at a chunk's convergence
         minimize_in_chunks(energy, params, state, steps, recombine_every, "density", lambda: w.value, stop,
-                           rephase=lambda: dc.update(state),
+                           rephase=lambda: recombine(dc, state),
                            adjust=lambda: w.adjust(heavy_rmsd(restraints, state)),
                            weight_every=weight_every, report=report, stop_at_convergence=False)
     model.xyz[:] = state.xyz

@@ -66,6 +66,7 @@ class Restraints:
         self.link_counts: dict = {}
         self.unknown_residues: list = []
         self.hydrogens = "keep"
+        self.switches: dict = {}
 
     # ------------------------------------------------------------- energy terms
     def term(self, kind: str):
@@ -76,8 +77,16 @@ class Restraints:
         """EnergyTerm objects, one per kind in KINDS order (see :mod:`kickref.restraints.terms`).
 
         Each call gives new term objects (their ``scale`` and ``enabled`` are the caller's)
-        sharing the restraint arrays and the non-bonded neighbour list."""
-        return [copy.copy(self.term(kind)) for kind in KINDS]
+        sharing the restraint arrays and the non-bonded neighbour list; a kind in
+        :attr:`switches` ({kind: (enabled, scale)}, MAIN's ``energy <term> on/off scale``) gets
+        those values."""
+        out = []
+        for kind in KINDS:
+            t = copy.copy(self.term(kind))
+            if kind in self.switches:
+                t.enabled, t.scale = self.switches[kind]
+            out.append(t)
+        return out
 
     def deviations(self, kind, state):
         """(deviation, sigma, mask of counted restraints) of each restraint of one kind."""
