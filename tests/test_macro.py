@@ -314,6 +314,16 @@ def test_seed_dens_comb_equals_density_combination(part_files, tmp_path):
     written = gemmi.read_structure(f"{out}.cif")
     xyz = np.array([a.pos.tolist() for r in written[0].all() for a in [r.atom]])
     assert np.abs(xyz - s.model.xyz).max() < 1e-3              # the file holds the same model
+    # the same through the command line: kickref refine --dens-comb with the seed's variables
+    dc = tmp_path / "dc"
+    rc = main(["refine", str(part), str(data), "--map-coeffs", f"{maps}:FWT,PHWT", "--dens-comb",
+               "--part", "//DM_A", "--envelope", "//D_B", "--steps", "120", "--recombine-every", "15",
+               "--rad-mask", "4.5", "--rad-comb", "2.8", "--weight-fc", "1.1", "--dens-scale", "800",
+               "-o", str(dc), "-q"])
+    assert rc == 0
+    cli = gemmi.read_structure(f"{dc}.cif")
+    xyz_cli = np.array([a.pos.tolist() for r in cli[0].all() for a in [r.atom]])
+    assert np.abs(xyz_cli - xyz).max() < 1e-6                  # both files, written alike
 
 
 def test_phase_macro_user_override_and_stop(part_files, tmp_path):

@@ -37,3 +37,23 @@ def test_cif_unknown_values_are_cif_nulls(tmp_path):
     assert block.find_value("_refine.ls_R_factor_R_free") == "?"
     assert block.find_value("_refine.ls_d_res_low") == "?"
     assert float(block.find_value("_refine.ls_R_factor_R_work")) == pytest.approx(0.2)
+
+
+def test_long_chain_names_leave_out_the_pdb_file(tmp_path, capsys):
+    """mmCIF allows chain names such as DM_A (MAIN's segments); the PDB format does not: the run
+    writes the mmCIF file and the rest of the set, leaves the PDB file out and says so."""
+    from kickref.cli import main
+    from conftest import MONOMERS
+    model_path, data_path, _ = case_paths("5e5z")
+    st = gemmi.read_structure(str(model_path))
+    st[0][0].name = "DM_A"
+    cif = tmp_path / "long.cif"
+    st.make_mmcif_document().write_file(str(cif))
+    assert main(["maps", str(model_path), str(data_path), "-o", str(tmp_path / "m.mtz")]) == 0
+    rc = main(["refine", str(cif), "--map-coeffs", f"{tmp_path / 'm.mtz'}:FWT,PHWT", "--steps", "4",
+               "-o", str(tmp_path / "rs"), "--monlib", str(MONOMERS), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert (tmp_path / "rs.cif").is_file() and not (tmp_path / "rs.pdb").exists()
+    assert "rs.pdb not written: chain names longer than the PDB format's 2 characters (DM_A)" in err
+    assert gemmi.read_structure(str(tmp_path / "rs.cif"))[0][0].name == "DM_A"

@@ -81,7 +81,7 @@ def _hl_map(value, model):
 
 def run(args):
     from ..io.maps import write_ccp4_map
-    from ..io.models import write_model
+    from ..io.outputs import write_model_files
     from ..macro.interpreter import Interpreter
     from ..session import Session
     lines = []
@@ -116,11 +116,7 @@ def run(args):
                    "keys": {k: int(m.sum()) for k, m in session.keys.items()}, "minimize": session.history,
                    "maps": {name: out.paths["map:" + name] for name in made}, "interrupted": bool(stop)}
         with stop.deferred():
-            write_model(session.model, out.temp("cif"))
-            if max(len(c) for c in session.model.chain) <= 2:
-                write_model(session.model, out.temp("pdb"))
-            else:
-                log(f"{paths['pdb']} not written: chain names longer than the PDB format's 2 characters")
+            write_model_files(session.model, out)
             for name in made:
                 write_ccp4_map(session.maps[name], out.temp("map:" + name))
             write_text_atomic(out.temp("log"), "\n".join(lines) + "\n")

@@ -231,7 +231,7 @@ def _refine(args, out, stop, lines):
 
 def run_map(args, lines):
     """Real-space refinement toward a map, or density combination (--dens-comb)."""
-    from ..io.models import write_model
+    from ..io.outputs import write_model_files
 
     def log(s):
         lines.append(s)
@@ -270,8 +270,7 @@ def run_map(args, lines):
         summary = {"program": "kickref", "mode": "density combination" if args.dens_comb else "real-space",
                    "map": args.map or args.map_coeffs, **info}
         with stop.deferred():
-            write_model(model, out.temp("pdb"))
-            write_model(model, out.temp("cif"))
+            write_model_files(model, out)
             write_text_atomic(out.temp("log"), "\n".join(lines) + "\n")
             write_json(out.temp("json"), summary)
             written = out.commit()

@@ -49,6 +49,15 @@ def read_model(path, hydrogens: str = "keep") -> Model:
 
 
 
+def pdb_limitation(model: Model) -> str | None:
+    """Why ``model`` cannot be written in the PDB format (chain names over 2 characters), or None;
+    mmCIF holds any model."""
+    long = sorted({c for c in model.chain if len(c) > 2})
+    if long:
+        return f"chain names longer than the PDB format's 2 characters ({', '.join(long[:3])})"
+    return None
+
+
 def write_model(model: Model, path, *, remarks: dict | None = None) -> None:
     """Write the model as PDB (``.pdb``/``.ent``) or mmCIF (``.cif``/``.mmcif``), atomically.
 

@@ -32,7 +32,7 @@ from ..core.errors import InputError
 from .files import (TEMP_PREFIX, acquire_lock, atomic_path, check_output_paths, json_ready, release_lock,
                     remove_stale_temps, write_json_atomic, write_text_atomic)
 from .maps import write_map_coefficients
-from .models import write_model
+from .models import pdb_limitation, write_model
 
 EXTENSIONS = (".pdb", ".cif", ".mmcif", ".mtz", ".json", ".log", ".png", ".ent")
 
@@ -244,14 +244,24 @@ def refinement_output_set(prefix, inputs=()) -> OutputSet:
     return OutputSet(paths, inputs, lock_path(paths["pdb"]))
 
 
+def write_model_files(model, out: OutputSet, remarks: dict | None = None) -> None:
+    """The model as mmCIF (``out``'s 'cif') and PDB ('pdb'); where the PDB format cannot hold it
+    (:func:`~kickref.io.models.pdb_limitation`) the PDB file is left out with a warning."""
+    write_model(model, out.temp("cif"), remarks=remarks)
+    why = pdb_limitation(model)
+    if why:
+        warnings.warn(f"{out.paths['pdb']} not written: {why}; the mmCIF file has the model", stacklevel=2)
+    else:
+        write_model(model, out.temp("pdb"), remarks=remarks)
+
+
 def write_refinement_outputs(result, out: OutputSet, log_lines=(), inputs: dict | None = None,
                              title: str = "") -> dict:
     """Write every output of a refinement into ``out`` (a :class:`OutputSet` opened by
     :func:`refinement_output_set`) and commit it; returns {kind: path} of what was written.
     The plot's warning (no matplotlib) is issued before the log is written, so the log has it."""
     rem = remarks(result)
-    write_model(result.model, out.temp("pdb"), remarks=rem)
-    write_model(result.model, out.temp("cif"), remarks=rem)
+    write_model_files(result.model, out, rem)
     if result.map_coefficients is not None:
         write_map_coefficients(result.map_coefficients, out.temp("mtz"))
     if not plot_cycles(result.cycles, out.temp("png"), title=title):
