@@ -12,6 +12,8 @@ BENCHES = [
     ("refinement: kickref vs servalcat, judged by cctbx", ["refine_bench.py", "--reuse"]),
     ("kick refinement vs plain refinement from 0.8 Å-shaken starts", ["kick_bench.py"]),
     ("figure: kick map next to the plain 2mFo-DFc map (1cbs)", ["kick_map_figure.py"]),
+    ("partial model in experimental (Xe-SAD) phases: density combination vs refine (gamma)",
+     ["gamma_partial.py"]),
 ]
 
 

@@ -265,23 +265,25 @@ def test_unknown_command_exit_2_nothing_written(part_files, tmp_path, capsys):
     assert "argument --var: must be NAME=VALUE" in capsys.readouterr().err
 
 
-def test_hl_option_calls_the_io_function(part_files, tmp_path, monkeypatch):
-    """--hl NAME=FILE:HLA,HLB,HLC,HLD calls kickref.io.maps.map_from_hendrickson_lattman (stubbed
-    here by a map from coefficients when the other branch's function is absent)."""
-    import kickref.io.maps as io_maps
-    part, _, maps = part_files
-    seen = []
-
-    def fake(path, labels, cell, spacegroup, d_min=None):
-        seen.append((path, tuple(labels)))
-        return io_maps.map_from_coefficients(str(maps), "FWT", "PHWT", cell, spacegroup)
-    monkeypatch.setattr(io_maps, "map_from_hendrickson_lattman", fake, raising=False)
+def test_hl_option_makes_the_experimental_map(tmp_path):
+    """--hl NAME=FILE:HLA,HLB,HLC,HLD on gamma's Xe-SAD phases, amplitudes from --data: the map in
+    slot NAME is the one kickref.io.maps.map_from_hendrickson_lattman makes."""
+    from kickref.io.maps import load_density_map, map_from_hendrickson_lattman
+    from kickref.io.models import read_model
+    model, data, _ = case_paths("gamma")
+    hl = model.parent / "gamma_sad_phases.mtz"
     m = tmp_path / "m.cmds"
     m.write_text("make map COPY from EXP copy\n")
-    rc = main(["macro", str(m), "--model", str(part), "--hl", f"EXP={maps}:HLA,HLB,HLC,HLD",
-               "-o", str(tmp_path / "hl"), "-q"])
-    assert rc == 0 and seen == [(str(maps), ("HLA", "HLB", "HLC", "HLD"))]
-    assert (tmp_path / "hl_COPY.ccp4").exists()
+    rc = main(["macro", str(m), "--model", str(model), "--data", str(data), "--hydrogens", "keep",
+               "--hl", f"EXP={hl}:HLA,HLB,HLC,HLD", "-o", str(tmp_path / "hl"), "-q"])
+    assert rc == 0
+    got = load_density_map(tmp_path / "hl_COPY.ccp4")
+    st = read_model(model)
+    ref = map_from_hendrickson_lattman(str(hl), ("HLA", "HLB", "HLC", "HLD"), st.cell, st.spacegroup,
+                                       f_obs=str(data))
+    assert got.grid.shape == ref.grid.shape
+    cc = np.corrcoef(got.grid.ravel(), ref.grid.ravel())[0, 1]
+    assert cc > 0.999
 
 
 # ----------------------------------------------------------------- the seed, unchanged

@@ -269,10 +269,16 @@ def _check_model(model: Model) -> None:
         warnings.warn(f"{model.path}: {w}", stacklevel=3)
 
 
-def _load_map(map_path=None, map_coeffs=None, model=None, d_min=None):
-    from .io.maps import load_density_map, map_from_coefficients
+def _load_map(map_path=None, map_coeffs=None, model=None, d_min=None, hl=None, f_obs=None):
+    from .io.maps import load_density_map, map_from_coefficients, map_from_hendrickson_lattman
     if map_path:
         return load_density_map(map_path)
+    if hl is not None:
+        path, labels, *amp = hl
+        if isinstance(labels, str):
+            labels = [x.strip() for x in labels.split(",")]
+        return map_from_hendrickson_lattman(path, tuple(labels), model.cell, model.spacegroup, d_min=d_min,
+                                            f_obs=amp[0] if amp and amp[0] is not None else f_obs)
     path, f_label, phi_label = map_coeffs
     return map_from_coefficients(path, f_label, phi_label, model.cell, model.spacegroup, d_min=d_min)
 
@@ -294,18 +300,22 @@ def _prepared_model(model, hydrogens: str, monlib, ligands, allow_unknown):
     return model, restraints
 
 
-def _map_inputs(model, map_path, map_coeffs, hydrogens: str, monlib, ligands, allow_unknown):
-    """For the map paths: :func:`_prepared_model` (model copy, restraints) and the map."""
+def _map_inputs(model, map_path, map_coeffs, hydrogens: str, monlib, ligands, allow_unknown, hl=None,
+                f_obs=None):
+    """For the map paths: :func:`_prepared_model` (model copy, restraints) and the map (a file,
+    map coefficients, or Hendrickson–Lattman coefficients ``hl`` with amplitudes ``f_obs``)."""
     model, restraints = _prepared_model(model, hydrogens, monlib, ligands, allow_unknown)
-    dmap = _load_map(map_path, map_coeffs, model)
+    dmap = _load_map(map_path, map_coeffs, model, hl=hl, f_obs=f_obs)
     return model, dmap, restraints
 
 
-def refine_map(model, map_path=None, *, map_coeffs=None, mode: str = "interpolation", monlib=None,
-               ligands=(), allow_unknown: bool = False, selection=None, steps: int = 100,
+def refine_map(model, map_path=None, *, map_coeffs=None, hl=None, mode: str = "interpolation",
+               monlib=None, ligands=(), allow_unknown: bool = False, selection=None, steps: int = 100,
                weight=None, bond_rmsd: float | None = None, hydrogens: str = "keep", log=None, stop=None):
     """Real-space refinement of ``model`` toward a map (no Fobs needed): a CCP4/MRC file
-    (``map_path``) or map coefficients ``map_coeffs=(FILE, F, PHI)`` (MTZ/SF-mmCIF labels).
+    (``map_path``) or map coefficients ``map_coeffs=(FILE, F, PHI)`` (MTZ/SF-mmCIF labels), or
+    Hendrickson–Lattman coefficients ``hl=(FILE, (HLA, HLB, HLC, HLD)[, AMPLITUDES])`` (best map
+    m|Fo|e^{iφ_best}; |Fo| from AMPLITUDES, a data file or Reflections, else from FILE's own F).
 
     ``mode``: 'interpolation' (tricubic, atoms weighted by Z) or 'convolution' (model density ×
     map). ``hydrogens``: keep | remove | add (riding hydrogens placed from the library).
@@ -315,21 +325,22 @@ def refine_map(model, map_path=None, *, map_coeffs=None, mode: str = "interpolat
     from .refinement.real_space import refine_against_map
     from .refinement.weighting import BOND_RMSD_MAP
     model, dmap, restraints = _map_inputs(model, map_path, map_coeffs, hydrogens, monlib, ligands,
-                                          allow_unknown)
+                                          allow_unknown, hl=hl)
     info = refine_against_map(model, dmap, restraints, mode, selection=selection, steps=steps,
                               weight=weight, bond_rmsd=BOND_RMSD_MAP if bond_rmsd is None else bond_rmsd,
                               log=log, stop=stop)
     return RealSpaceResult(model, info["history"], info["weight"], info["interrupted"])
 
 
-def density_combination(model, map_path=None, data=None, *, map_coeffs=None, part=None, envelope=None,
-                        rad_mask: float = 4.5, rad_comb: float = 2.8, weight_fc: float = 1.1,
+def density_combination(model, map_path=None, data=None, *, map_coeffs=None, hl=None, part=None,
+                        envelope=None,                        rad_mask: float = 4.5, rad_comb: float = 2.8, weight_fc: float = 1.1,
                         dens_scale: float = 1.0, steps: int = 120, recombine_every: int = 15,
                         monlib=None, ligands=(), allow_unknown: bool = False, output_map=None,
                         weight=None, bond_rmsd: float | None = None, hydrogens: str = "keep", log=None,
                         stop=None, **load_options):
     """Partial-model refinement by density combination (MAIN ``dens_comb``): the external map
-    (e.g. MIR; ``map_path``, or ``map_coeffs=(FILE, F, PHI)``) is combined with the model map,
+    (e.g. MIR; ``map_path``, ``map_coeffs=(FILE, F, PHI)``, or ``hl=(FILE, (HLA, HLB, HLC, HLD)[,
+    AMPLITUDES])``, |Fo| from AMPLITUDES, else ``data``, else FILE) is combined with the model map,
     and the ``part`` atoms are minimized against the difference map of the combined structure
     factors, re-combining every ``recombine_every`` steps. ``data`` (Fobs) is optional.
     ``hydrogens``: keep | remove | add (riding hydrogens placed from the library). ``bond_rmsd``
@@ -342,7 +353,7 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, par
         model, data = load_inputs(model, data, hydrogens="remove" if hydrogens == "remove" else "keep",
                                   **load_options)
     model, dmap, restraints = _map_inputs(model, map_path, map_coeffs, hydrogens, monlib, ligands,
-                                          allow_unknown)
+                                          allow_unknown, hl=hl, f_obs=data)
     return run_density_combination(model, dmap, restraints, data=data, part=part, envelope=envelope,
                                    rad_mask=rad_mask, rad_comb=rad_comb, weight_fc=weight_fc,
                                    dens_scale=dens_scale, steps=steps, recombine_every=recombine_every,

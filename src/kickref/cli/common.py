@@ -46,9 +46,9 @@ def load_options(args) -> dict:
 def input_paths(args) -> list:
     """The files named as inputs on the command line (outputs must not overwrite them)."""
     paths = [getattr(args, a, None) for a in ("model", "data", "map")]
-    mc = getattr(args, "map_coeffs", None)
-    if mc:
-        paths.append(str(mc).rpartition(":")[0] or mc)
+    for mc in (getattr(args, "map_coeffs", None), getattr(args, "map_hl", None)):
+        if mc:
+            paths.append(str(mc).rpartition(":")[0] or mc)
     return paths + list(getattr(args, "ligand", None) or [])
 
 
@@ -92,6 +92,16 @@ def parse_map_coefficients_argument(text: str) -> tuple:
     if not path or len(parts) != 2 or not all(parts):
         raise ValueError(f"--map-coeffs takes FILE:F,PHI (e.g. maps.mtz:FWT,PHWT), not {text!r}")
     return path, parts[0], parts[1]
+
+
+def parse_map_hl_argument(text: str) -> tuple:
+    """'FILE:HLA,HLB,HLC,HLD' (``--map-hl``) → (FILE, (HLA, HLB, HLC, HLD)); the last ':'
+    separates the labels."""
+    path, sep, labels = str(text).rpartition(":")
+    parts = [x.strip() for x in labels.split(",")] if sep else []
+    if not path or len(parts) != 4 or not all(parts):
+        raise ValueError(f"--map-hl takes FILE:HLA,HLB,HLC,HLD (e.g. phases.mtz:HLA,HLB,HLC,HLD), not {text!r}")
+    return path, tuple(parts)
 
 
 # --- option validators (argparse ``type=``): a bad value becomes one 'argument --x: ...' line ---
@@ -183,6 +193,15 @@ def map_coeffs_arg(text):
         parse_map_coefficients_argument(text)
     except ValueError:
         raise _argument_error("FILE:F,PHI (e.g. maps.mtz:FWT,PHWT)", repr(text)) from None
+    return text
+
+
+def map_hl_arg(text):
+    """--map-hl: FILE:HLA,HLB,HLC,HLD (checked, returned as given)."""
+    try:
+        parse_map_hl_argument(text)
+    except ValueError:
+        raise _argument_error("FILE:HLA,HLB,HLC,HLD (e.g. phases.mtz:HLA,HLB,HLC,HLD)", repr(text)) from None
     return text
 
 

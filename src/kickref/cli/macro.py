@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 import sys
 
-from ..core.errors import KickrefError
 from ..io.files import write_text_atomic
 from ..io.outputs import OutputSet, lock_path, output_paths
 from ..refinement.minimize import StopFlag
@@ -69,14 +68,12 @@ def add_parser(sub):
     return p
 
 
-def _hl_map(value, model):
-    """--hl: the experimental-phase map (kickref.io.maps.map_from_hendrickson_lattman)."""
-    from ..io import maps
-    fn = getattr(maps, "map_from_hendrickson_lattman", None)
-    if fn is None:
-        raise KickrefError("--hl needs kickref.io.maps.map_from_hendrickson_lattman, not in this version")
+def _hl_map(value, model, data):
+    """--hl: the experimental-phase map m·|Fo|·e^{iφ_best}; |Fo| from the HL file when it has
+    them, else from ``data`` (--data)."""
+    from ..io.maps import map_from_hendrickson_lattman
     path, labels = _hl_labels(value)
-    return fn(path, labels, model.cell, model.spacegroup)
+    return map_from_hendrickson_lattman(path, labels, model.cell, model.spacegroup, f_obs=data)
 
 
 def run(args):
@@ -106,7 +103,7 @@ def run(args):
                           ligands=args.ligand, allow_unknown=args.allow_unknown, hydrogens=args.hydrogens,
                           seed=args.seed, log=log, stop=stop, lenient=args.lenient)
         for name, value in args.hl:
-            session.add_map(name, _hl_map(value, session.model))
+            session.add_map(name, _hl_map(value, session.model, args.data))
         Interpreter(session).run_file(args.macro_file)
         made = list(session.made_maps) + (["MAP_COMBINED"] if "MAP_COMBINED" in session.maps else [])
         for name in made:

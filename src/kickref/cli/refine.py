@@ -13,9 +13,9 @@ from ..refinement.minimize import StopFlag
 from ..refinement.protocol import RefineOptions
 from ..refinement.weighting import BOND_RMSD_MAP
 from .common import (add_input_arguments, add_scaling_arguments, count, fmt_r, input_paths, integer,
-                     kick_range_arg, load_options, map_coeffs_arg, non_negative, number,
-                     parse_map_coefficients_argument, positive, scale_shells_value, seed_value,
-                     selection_arg, show_warnings, write_json)
+                     kick_range_arg, load_options, map_coeffs_arg, map_hl_arg, non_negative, number,
+                     parse_map_coefficients_argument, parse_map_hl_argument, positive, scale_shells_value,
+                     seed_value, selection_arg, show_warnings, write_json)
 
 D = RefineOptions()          # the defaults shown and used by the command line
 
@@ -29,7 +29,7 @@ def add_parser(sub):
     for a in p._actions:
         if a.dest == "data":                 # optional for real-space refinement toward a map
             a.nargs = "?"
-            a.help = "reflections (MTZ or SF-mmCIF); optional with --map/--map-coeffs"
+            a.help = "reflections (MTZ or SF-mmCIF); optional with --map/--map-coeffs/--map-hl"
     p.set_defaults(hydrogens="add")
     for a in p._actions:
         if a.dest == "hydrogens":
@@ -107,6 +107,9 @@ def add_parser(sub):
     g = p.add_argument_group("maps (real-space refinement, density combination)")
     g.add_argument("--map", metavar="FILE", help="CCP4/MRC map: refine toward it (no data needed)")
     g.add_argument("--map-coeffs", metavar="FILE:F,PHI", type=map_coeffs_arg, help="map coefficients (MTZ) to refine toward")
+    g.add_argument("--map-hl", metavar="FILE:HLA,HLB,HLC,HLD", type=map_hl_arg,
+                   help="Hendrickson-Lattman coefficients (experimental phases): refine toward the best map "
+                        "m|Fo|exp(i phi_best); |Fo| from DATA when given, else from FILE's own F column")
     g.add_argument("--map-mode", choices=["interpolation", "convolution"], default="interpolation",
                    help="density target by tricubic interpolation at atoms or by model-density convolution")
     g.add_argument("--steps", type=count, default=100,
@@ -178,10 +181,10 @@ class ProgressBar:
 def run(args):
     lines = []                               # the log file's lines
     show_warnings(lines)
-    if args.map or args.map_coeffs:
+    if args.map or args.map_coeffs or args.map_hl:
         return run_map(args, lines)
     if not args.data:
-        raise KickrefError("refine needs DATA (reflections), or --map/--map-coeffs for a map target")
+        raise KickrefError("refine needs DATA (reflections), or --map/--map-coeffs/--map-hl for a map target")
     stop = StopFlag()
     with refinement_output_set(args.output, input_paths(args)) as out, stop:
         _refine(args, out, stop, lines)
@@ -244,6 +247,12 @@ def run_map(args, lines):
             map_coeffs = parse_map_coefficients_argument(args.map_coeffs)
         except ValueError as e:
             raise KickrefError(str(e)) from None
+    hl = None
+    if args.map_hl:
+        if args.map or args.map_coeffs:
+            raise KickrefError("give one map: --map, --map-coeffs or --map-hl")
+        path, labels = parse_map_hl_argument(args.map_hl)
+        hl = (path, labels)                 # |Fo|: the loaded DATA (dens-comb), else read below
     full = output_paths(args.output)
     paths = {k: full[k] for k in ("pdb", "cif", "json", "log")}
     if args.dens_comb:
@@ -251,7 +260,7 @@ def run_map(args, lines):
     stop = StopFlag()
     with OutputSet(paths, input_paths(args), lock_path(full["pdb"])) as out, stop:
         lines.append(f"command: {args.command_line}")
-        common = dict(map_coeffs=map_coeffs, monlib=args.monlib, ligands=args.ligand,
+        common = dict(map_coeffs=map_coeffs, hl=hl, monlib=args.monlib, ligands=args.ligand,
                       allow_unknown=args.allow_unknown, weight=args.weight, bond_rmsd=args.bond_rmsd,
                       hydrogens=args.hydrogens, log=log, stop=stop)
         if args.dens_comb:
@@ -264,11 +273,13 @@ def run_map(args, lines):
             model, info = res.model, {"history": res.history, "weight": res.weight, "interrupted": res.interrupted,
                                       "files": [paths["combined"]]}
         else:
+            if hl is not None and args.data:
+                common["hl"] = hl + (args.data,)
             res = api.refine_map(args.model, args.map, mode=args.map_mode, selection=args.select,
                                  steps=args.steps, **common)
             model, info = res.model, res.as_dict()
         summary = {"program": "kickref", "mode": "density combination" if args.dens_comb else "real-space",
-                   "map": args.map or args.map_coeffs, **info}
+                   "map": args.map or args.map_coeffs or args.map_hl, **info}
         with stop.deferred():
             write_model_files(model, out)
             write_text_atomic(out.temp("log"), "\n".join(lines) + "\n")

@@ -1,5 +1,6 @@
 """Writing map coefficients (MTZ) and maps (CCP4/MRC, one writer: :func:`write_ccp4_map`), and
-reading maps for density targets (CCP4/MRC files, or map coefficients from MTZ/SF-mmCIF).
+reading maps for density targets (CCP4/MRC files, map coefficients from MTZ/SF-mmCIF, or the
+best map m|Fo|e^{iφ_best} from Hendrickson–Lattman coefficients).
 
 MTZ columns (types as Coot expects): FP F, SIGFP Q, FreeR_flag I (0 = test set),
 FWT F, PHWT P, DELFWT F, PHDELWT P, FC_ALL F, PHIC_ALL P, FOM W. Phases in degrees.
@@ -15,7 +16,8 @@ import numpy as np
 from ..core.errors import InputError
 from ..xtal.density_map import DensityMap, density_map_from_coefficients
 from .files import atomic_path, check_readable
-from .reflections import read_map_coefficients
+from ..xtal.phase_probability import centric_phases, hl_centroid
+from .reflections import hkl_lookup, read_hl_coefficients, read_map_coefficients, read_reflections
 
 
 def _amp_phase(c):
@@ -142,6 +144,50 @@ def map_from_coefficients(path, f_label: str, phi_label: str, cell=None, spacegr
         spacegroup = gemmi.SpaceGroup(spacegroup)
     return density_map_from_coefficients(cell, spacegroup, hkl, values, d_min, rate,
                                          source=f"{path}:{f_label},{phi_label}")
+
+
+def map_from_hendrickson_lattman(path, labels=("HLA", "HLB", "HLC", "HLD"), cell=None, spacegroup=None,
+                                 d_min: float | None = None, f_obs=None, rate: float = 2.0) -> DensityMap:
+    """Best map m·|Fo|·e^{iφ_best} from Hendrickson–Lattman coefficients (``--map-hl``).
+
+    HL convention (CCP4): P(φ) ∝ exp(A cos φ + B sin φ + C cos 2φ + D sin 2φ); centric
+    reflections take only their two allowed phases (:mod:`kickref.xtal.phase_probability`).
+    Amplitudes |Fo|: from ``f_obs`` when given (a :class:`~kickref.core.reflections.Reflections`
+    or a reflection file, read with the default column choice), else from the HL file itself
+    when it has an amplitude column (FP/F); InputError when there are none. HL reflections
+    without an amplitude are left out. ``cell``/``spacegroup``: the model's (default: the
+    file's). ``d_min`` (Å) cuts the coefficients; grid spacing ≤ d_min/(2·rate).
+    ``info``: mean_fom (over the reflections used), n_coefficients, n_without_amplitude.
+    """
+    hl = read_hl_coefficients(path, labels)
+    cell = cell or hl["cell"]
+    spacegroup = spacegroup or hl["spacegroup"]
+    if cell is None or spacegroup is None:
+        raise InputError(path, "give the cell and space group (from the model) for these HL coefficients")
+    if isinstance(spacegroup, str):
+        spacegroup = gemmi.SpaceGroup(spacegroup)
+    hkl = hl["hkl"]
+    if f_obs is not None:
+        if not hasattr(f_obs, "f_obs"):
+            f_obs = read_reflections(f_obs, model_cell=cell, model_spacegroup=spacegroup)
+        amp = hkl_lookup(f_obs.hkl, f_obs.f_obs, hkl, spacegroup)
+        amp_source = f_obs.path or "f_obs"
+    elif hl["f"] is not None:
+        amp, amp_source = hl["f"], f"{path}:{hl['f_label']}"
+    else:
+        raise InputError(path, "no amplitudes for the HL map: the file has no F column; give the "
+                               "observed data (f_obs, or DATA on the command line)")
+    have = np.isfinite(amp)
+    if not have.any():
+        raise InputError(path, "no HL reflection has an amplitude in the data")
+    centric, phic = centric_phases(hkl[have], spacegroup)
+    phase, fom = hl_centroid(hl["abcd"][have], centric, phic)
+    values = fom * amp[have] * np.exp(1j * phase)
+    dmap = density_map_from_coefficients(cell, spacegroup, hkl[have], values, d_min, rate,
+                                         source=f"{path}:{','.join(labels)}")
+    dmap.info.update({"mean_fom": float(fom.mean()), "n_without_amplitude": int((~have).sum()),
+                      "amplitudes": str(amp_source)})
+    return dmap
 
 
 def existing(paths) -> list[str]:

@@ -329,6 +329,55 @@ def read_map_coefficients(path, f_label: str, phi_label: str):
     return np.ascontiguousarray(table.hkl[ok], dtype=np.int32), values.astype(np.complex128)
 
 
+def read_hl_coefficients(path, labels=("HLA", "HLB", "HLC", "HLD")) -> dict:
+    """Hendrickson–Lattman coefficients A, B, C, D (``labels``) from MTZ or SF-mmCIF.
+
+    Returns {'hkl': (n,3) int32 as stored, 'abcd': (n,4) float64 (rows where all four are
+    present), 'f': (n,) amplitudes or None, 'f_label', 'cell', 'spacegroup'}. Amplitudes are
+    taken from the same file when it has an amplitude column (MTZ type F; FP, F or FOBS
+    preferred), NaN where missing.
+    """
+    p = check_readable(path)
+    table = _read_table(p)
+    labels = [str(x) for x in labels]
+    if len(labels) != 4:
+        raise InputError(p, f"give four HL labels (A, B, C, D), not {labels}")
+    for label in labels:
+        if not table.has(label):
+            raise InputError(p, f"column {label} not found (columns: {table.describe()})")
+    abcd = np.column_stack([table.column(x) for x in labels])
+    ok = np.all(np.isfinite(abcd), axis=1)
+    if not np.any(ok):
+        raise InputError(p, f"columns {','.join(labels)} hold no numeric values")
+    f_label = None
+    if table.format == "MTZ":
+        f_cols = [x for x in table.labels if table.kinds[x] == "F"]
+        pref = [x for x in ("FP", "F", "FOBS", "F_obs") if x in f_cols]
+        f_label = (pref or f_cols or [None])[0]
+    else:
+        f_label = next((x for x in ("F_meas_au", "F_meas", "F_obs") if table.has(x)), None)
+    f = table.column(f_label)[ok] if f_label else None
+    return {"hkl": np.ascontiguousarray(table.hkl[ok], dtype=np.int32), "abcd": abcd[ok], "f": f,
+            "f_label": f_label, "cell": table.cell, "spacegroup": table.spacegroup}
+
+
+def hkl_lookup(hkl_from, values, hkl_to, spacegroup: gemmi.SpaceGroup) -> np.ndarray:
+    """``values`` (symmetry-invariant, e.g. |F|) given at ``hkl_from`` looked up at ``hkl_to``
+    (either may hold any symmetry or Friedel equivalents); NaN where there is none."""
+    def keys(h):
+        a = _to_reciprocal_asu(np.asarray(h, dtype=np.int32).reshape(-1, 3), spacegroup).astype(np.int64)
+        return ((a[:, 0] + 1024) << 22) | ((a[:, 1] + 1024) << 11) | (a[:, 2] + 1024)
+    kf, kt = keys(hkl_from), keys(hkl_to)
+    order = np.argsort(kf, kind="stable")
+    ks = kf[order]
+    pos = np.clip(np.searchsorted(ks, kt), 0, max(len(ks) - 1, 0))
+    out = np.full(len(kt), np.nan)
+    if len(ks):
+        hit = ks[pos] == kt
+        out[hit] = np.asarray(values, dtype=np.float64)[order[pos[hit]]]
+    return out
+
+
 def parse_labin(labin) -> list[str]:
     """'F,SIGF,FREE' (or a sequence) → list of 1–3 labels; '_refln.' prefixes removed."""
     if isinstance(labin, str):
