@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .io.models import read_model
 from .io.reflections import check_model_data_compatible, read_reflections
+from .core.errors import KickrefError
 from .core.model import Model
 from .core.reflections import Reflections
 
@@ -337,7 +338,8 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, hl=
                         dens_scale: float = 1.0, steps: int = 120, recombine_every: int = 15,
                         monlib=None, ligands=(), allow_unknown: bool = False, output_map=None,
                         weight=None, bond_rmsd: float | None = None, hydrogens: str = "keep", log=None,
-                        stop=None, **load_options):
+                        stop=None, combination: str = "real-space", target: str = "difference",
+                        **load_options):
     """Partial-model refinement by density combination (MAIN ``dens_comb``): the external map
     (e.g. MIR; ``map_path``, ``map_coeffs=(FILE, F, PHI)``, or ``hl=(FILE, (HLA, HLB, HLC, HLD)[,
     AMPLITUDES])``, |Fo| from AMPLITUDES, else ``data``, else FILE) is combined with the model map,
@@ -346,9 +348,21 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, hl=
     ``hydrogens``: keep | remove | add (riding hydrogens placed from the library). ``bond_rmsd``
     (Å): default :data:`~kickref.refinement.weighting.BOND_RMSD_MAP` (0.02). Returns a
     :class:`~kickref.refinement.density_combination.DensityCombinationResult` (refined model,
-    combined map, history, files written)."""
+    combined map, history, files written). ``combination``: 'real-space' (MAIN's density pasting,
+    default) or 'phase' (reciprocal-space combination of the ``hl`` phase probabilities with the
+    model's σA phase probability; needs ``hl`` and ``data``); ``target`` ('difference' | 'map'):
+    what the atoms minimize in 'phase' mode (see :mod:`kickref.refinement.density_combination`)."""
+    from .io.reflections import read_hl_coefficients
     from .refinement.density_combination import run_density_combination
     from .refinement.weighting import BOND_RMSD_MAP
+    if combination not in ("real-space", "phase"):
+        raise KickrefError(f"combination must be 'real-space' or 'phase', not {combination!r}")
+    hl_coeffs = None
+    if combination == "phase":
+        if hl is None or data is None:
+            raise KickrefError("combination='phase' needs HL coefficients (hl=, --map-hl) and data (Fobs)")
+        h = read_hl_coefficients(hl[0], hl[1])
+        hl_coeffs = (h["hkl"], h["abcd"])
     if data is not None:
         model, data = load_inputs(model, data, hydrogens="remove" if hydrogens == "remove" else "keep",
                                   **load_options)
@@ -358,4 +372,6 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, hl=
                                    rad_mask=rad_mask, rad_comb=rad_comb, weight_fc=weight_fc,
                                    dens_scale=dens_scale, steps=steps, recombine_every=recombine_every,
                                    weight=weight, bond_rmsd=BOND_RMSD_MAP if bond_rmsd is None else bond_rmsd,
-                                   output_map=output_map, log=log, stop=stop)
+                                   output_map=output_map, log=log, stop=stop,
+                                   **({"combination": "phase", "hl": hl_coeffs, "target": target}
+                                      if combination == "phase" else {}))

@@ -128,6 +128,9 @@ def add_parser(sub):
     g.add_argument("--dens-scale", type=positive, default=1.0, help="dens-comb: density scale, > 0 (1)")
     g.add_argument("--recombine-every", type=count, default=15,
                    help="dens-comb: steps between combinations, ≥ 1 (15)")
+    g.add_argument("--combination", choices=["real-space", "phase"], default="real-space",
+                   help="dens-comb: real-space (MAIN's density pasting, default) or phase (combine the "
+                        "--map-hl phase probabilities with the model's sigmaA phases; needs DATA)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar, less output")
     return p
 
@@ -181,6 +184,8 @@ class ProgressBar:
 def run(args):
     lines = []                               # the log file's lines
     show_warnings(lines)
+    if args.combination == "phase" and not (args.dens_comb and args.map_hl and args.data):
+        raise KickrefError("--combination phase needs --dens-comb, --map-hl and DATA")
     if args.map or args.map_coeffs or args.map_hl:
         return run_map(args, lines)
     if not args.data:
@@ -268,6 +273,7 @@ def run_map(args, lines):
                                           rad_mask=args.rad_mask, rad_comb=args.rad_comb, weight_fc=args.weight_fc,
                                           dens_scale=args.dens_scale, steps=args.steps,
                                           recombine_every=args.recombine_every, output_map=out.temp("combined"),
+                                          combination=args.combination,
                                           **common, **({k: v for k, v in load_options(args).items() if k != "hydrogens"}
                                                        if args.data else {}))
             model, info = res.model, {"history": res.history, "weight": res.weight, "interrupted": res.interrupted,

@@ -24,6 +24,22 @@ model's structure-factor errors are reduced by filling the model density with th
    :class:`~kickref.targets.difference_map.MapConvolutionTerm`, ``kind = 'density'``, scaled by
    ``dens_scale``) plus the geometry restraints, weight from the bond RMSD as in refinement.
 
+Phase combination (``combination='phase'``, needs Fobs and the external map's Hendrickson–Lattman
+coefficients): instead of pasting densities, the phase probabilities are combined per reflection
+(Read 1986, as SIGMAA and MR-SAD programs do). At each re-combination the model's FModel (all atoms
+of the model, bulk solvent, scale; :class:`~kickref.xtal.fmodel.FModel`) gives σA's D and S (test
+set) and the model HL A + iB = X·e^{iφ_model}, X = 2D|Fo||Fm|/V acentric, D|Fo||Fm|/V centric
+(:func:`~kickref.xtal.phase_probability.model_hl`), on work reflections (not outliers); test-set
+reflections keep the experimental probability only. Experimental + model HL (added) give the
+centroid phase φ_comb and FOM m_comb; the combined map has coefficients m_comb·|Fo|·e^{iφ_comb}
+(reflections without |Fo| left out, as in the experimental best map), on σ scale. The refined atoms
+minimize, with ``target='difference'`` (default, MAIN's scheme) the map of
+ΔF = m_comb|Fo|e^{iφ_comb} − D·Fm (model Fm, all atoms), with ``target='map'`` the combined map
+itself (T = −Σ ρ_comb·ρ_model·ΔV: real-space convolution target), both from work reflections
+only (test set, outliers left out). MAP_FO is |Fo|·e^{iφ_comb}.
+``rad_mask``, ``rad_comb``, ``weight_fc`` are not used there (``rad_comb`` only for the reported
+CC of the model density with the combined map).
+
 Reading of MAIN's text: "combining partial model density map with MIR density map into a map used
 for structure factor calculation. From these Fcalc-s a difference (Fobs−Fcalc) map is calculated
 and later on used for model positional derivatives" — the Fcalc of step 3 are those of the combined
@@ -49,7 +65,9 @@ from ..core.state import AtomState
 from ..io.maps import write_ccp4_map
 from ..targets.difference_map import MapConvolutionTerm
 from ..xtal.density_map import DensityMap
+from ..xtal.fmodel import FModel
 from ..xtal.fourier import coefficients_to_grid, grid_to_coefficients
+from ..xtal.phase_probability import centric_phases, combine_hl, hl_centroid, hl_on_hkl, model_hl
 from ..xtal.structure_factors import StructureFactorCalculator, ops_arrays
 from .energy import Energy
 from .minimize import StopFlag
@@ -116,11 +134,22 @@ class DensityCombination:
     strings) of the refined atoms (MAIN ``model_part``) and of the atoms defining the envelope
     (``model_mask``; the refined atoms are always included). :meth:`update` re-combines and
     refreshes :attr:`term`, the energy term the refined atoms minimize.
+    ``combination``: 'real-space' (MAIN's) or 'phase' (needs ``data`` and ``hl`` = (hkl (n, 3),
+    HL A, B, C, D (n, 4)) of the external map's phases, any symmetry equivalents); ``target``
+    ('difference' | 'map') chooses what the atoms minimize in 'phase' mode.
     """
 
     def __init__(self, model, external_map: DensityMap, data=None, part=None, envelope=None,
                  rad_mask: float = 4.5, rad_comb: float = 2.8, weight_fc: float = 1.1,
-                 dens_scale: float = 1.0, d_min: float | None = None, n_shells: int = 15):
+                 dens_scale: float = 1.0, d_min: float | None = None, n_shells: int = 15,
+                 combination: str = "real-space", hl=None, target: str = "difference"):
+        if combination not in ("real-space", "phase"):
+            raise ValueError(f"combination must be 'real-space' or 'phase', not {combination!r}")
+        if target not in ("difference", "map"):
+            raise ValueError(f"target must be 'difference' or 'map', not {target!r}")
+        if combination == "phase" and (data is None or hl is None):
+            raise ValueError("phase combination needs the observed data and the map's HL coefficients")
+        self.combination, self.target = combination, target
         self.model = model
         n = model.n_atoms
         self.part = resolve_selection(part, n, model)
@@ -165,6 +194,26 @@ class DensityCombination:
         self.f_comb = None
         self.k_shell = None
         self.stats = {}
+        if combination == "phase":
+            self._init_phase(data, hl, idx, ok)
+
+    def _init_phase(self, data, hl, idx, ok):
+        """Phase mode: the data-indexed experimental HL, centric phases, FModel, index into hkl."""
+        self.data = data
+        self.data_index = np.where(ok, idx, -1)                     # data row → row of self.hkl
+        self.in_set = self.data_index >= 0
+        self.hl_exp = hl_on_hkl(hl[0], hl[1], data.hkl, data.spacegroup)
+        self.data_centric, self.data_phic = centric_phases(data.hkl, data.spacegroup)
+        self.fmodel = FModel(self.model, data)
+        self._fmodel_fitted = False
+        self.amplitudes_from = "Fobs (phase combination)"
+        self.stats["n_hl_matched"] = int(np.isfinite(self.hl_exp).all(axis=1).sum())
+
+    def _on_hkl(self, values):
+        """Data-indexed complex values → one per self.hkl (0 where the data have none)."""
+        out = np.zeros(len(self.hkl), dtype=np.complex128)
+        out[self.data_index[self.in_set]] = values[self.in_set]
+        return out
 
     # ----------------------------------------------------------------------------
     def masks(self, state: AtomState):
@@ -195,8 +244,51 @@ class DensityCombination:
         self.combined = out
         return out
 
+    def update_phase(self, state: AtomState) -> dict:
+        """Phase mode: FModel, σA, model HL + experimental HL → φ_comb, m_comb; the combined map,
+        MAP_FO and the term's coefficients (see the module docstring)."""
+        fm_ = self.fmodel
+        fm_.update_all(state, full=not self._fmodel_fitted)
+        self._fmodel_fitted = True
+        d = self.data
+        sa = fm_.sigmaa()
+        fm = fm_.f_model
+        use = fm_.work                                             # work set, outliers excluded
+        hl_m = model_hl(d.f_obs, d.sigma, fm, d.centric, d.epsilon, sa.D, sa.S)
+        hl_m[~use] = 0.0
+        hl_c = combine_hl(self.hl_exp, hl_m)
+        phi, m = hl_centroid(hl_c, self.data_centric, self.data_phic)
+        _, m_model = hl_centroid(hl_m, self.data_centric, self.data_phic)
+        has_exp = np.isfinite(self.hl_exp).all(axis=1)
+        _, m_exp = hl_centroid(np.where(has_exp[:, None], self.hl_exp, 0.0), self.data_centric, self.data_phic)
+        e = np.exp(1j * phi)
+        f_best = self._on_hkl(m * d.f_obs * e)
+        grid = coefficients_to_grid(self.cell, self.spacegroup, self.hkl, f_best, self.shape)
+        mean, rms = float(grid.mean()), float(grid.std())
+        k = 1.0 / rms if rms > 0 else 1.0                         # σ scale of the combined map
+        self.combined = (grid - mean) * k
+        self.f_comb = f_best * k
+        self.f_fo = self._on_hkl(d.f_obs * e) * k
+        # the atoms' target uses work reflections only (test set and outliers left out)
+        if self.target == "map":
+            coef = self._on_hkl(np.where(use, m * d.f_obs * e, 0.0)) * k
+        else:
+            coef = self._on_hkl(np.where(use, m * d.f_obs * e - sa.D * fm, 0.0)) * k
+        self.term.set_coefficients(coef, state)
+        env, comb = self.masks(state)
+        rho_c = self.model_map(state)
+        cc = float(np.corrcoef(self.combined[comb], rho_c[comb])[0, 1]) if comb.sum() > 2 else float("nan")
+        r = fm_.statistics(n_shells=1)
+        self.stats.update({"r_combined": r["r_work"], "r_free": r.get("r_free"), "cc_model_map": cc,
+                           "mean_fom_combined": float(m.mean()), "mean_fom_model": float(m_model[use].mean()),
+                           "mean_fom_experimental": float(m_exp[has_exp].mean()) if has_exp.any() else 0.0,
+                           "amplitudes_from": self.amplitudes_from})
+        return dict(self.stats)
+
     def update(self, state: AtomState) -> dict:
         """Re-combine, compute F_comb, the shell scales, ΔF and MAP_FO; refresh :attr:`term`."""
+        if self.combination == "phase":
+            return self.update_phase(state)
         rho = self.combine(state)
         f = grid_to_coefficients(rho, self.cell, self.hkl)
         a = np.abs(f)
@@ -246,7 +338,8 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
                             recombine_every: int = 15, weight: float | None = None,
                             bond_rmsd: float = BOND_RMSD_MAP, weight_every: int = 100, output_map=None,
                             output_fo_map=None, log=None, stop=None, recombine=None,
-                            n_shells: int = 15) -> DensityCombinationResult:
+                            n_shells: int = 15, combination: str = "real-space", hl=None,
+                            target: str = "difference") -> DensityCombinationResult:
     """Refine the ``part`` atoms of ``model`` (in place) by density combination.
 
     ``steps`` L-BFGS steps on the coordinates in chunks of ``recombine_every`` (MAIN MIN_STEP 120,
@@ -257,13 +350,15 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
     when given, is called instead of ``dc.update(state)`` at the start and at each re-combination
     (the macro interpreter runs MINIMIZE's phase macro there); it returns ``dc.update``'s stats.
     ``n_shells``: resolution shells of the amplitude scaling (MAIN ``refl shel``).
+    ``combination``/``hl``/``target``: see :class:`DensityCombination` ('phase': reciprocal-space
+    phase combination with the HL coefficients ``hl`` = (hkl, abcd); needs ``data``).
     """
     log = log or (lambda s: None)
     stop = stop if stop is not None else StopFlag()
     t0 = time.perf_counter()
     state = AtomState.from_model(model)
     dc = DensityCombination(model, external_map, data, part, envelope, rad_mask, rad_comb, weight_fc,
-                            dens_scale, n_shells=n_shells)
+                            dens_scale, n_shells=n_shells, combination=combination, hl=hl, target=target)
     geometry = [t for t in restraint_terms(restraints) if t.kind == "geometry"]
     energy = Energy([dc.term] + geometry, weights={"density": 1.0})
     params = xyz_parameters(state, restraints, dc.part)
@@ -273,7 +368,8 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
     w = BondWeight(w0, bond_rmsd, fixed=weight is not None)
     history = [{"step": 0, "weight": w.value, "rmsd_bond": heavy_rmsd(restraints, state), **st}]
     log(f"density combination: {int(dc.part.sum())} refined atoms, envelope {int(dc.envelope.sum())} "
-        f"atoms, d_min {dc.d_min:.2f} Å, amplitudes from {dc.amplitudes_from}")
+        f"atoms, d_min {dc.d_min:.2f} Å, amplitudes from {dc.amplitudes_from}"
+        + (f", target {dc.target}, {st['n_hl_matched']} reflections with HL" if combination == "phase" else ""))
     log(f"  step {0:5d}  R(comb) {st['r_combined']:.4f}  CC(model map) {st['cc_model_map']:.3f}  "
         f"weight {w.value:.3g}")
 

@@ -71,3 +71,82 @@ def hl_centroid(abcd, centric=None, phic=None, n_steps: int = 360) -> tuple:
     fom = np.clip(np.abs(z), 0.0, 1.0)
     phase = np.where(fom > 0, np.angle(z), 0.0)
     return phase, fom
+
+
+def shift_hl(abcd, delta, friedel=None) -> np.ndarray:
+    """HL coefficients of the phase φ' = s·φ + δ given those of φ (``delta`` (n,) radians;
+    ``friedel`` (n,) bool: s = −1, else s = +1). Used to move coefficients between symmetry
+    equivalents: φ(hR) = φ(h) − 2π h·t, φ(−h) = −φ(h)."""
+    abcd = np.array(abcd, dtype=np.float64).reshape(-1, 4)
+    if friedel is not None:
+        abcd[np.asarray(friedel, bool), 1] *= -1.0
+        abcd[np.asarray(friedel, bool), 3] *= -1.0
+    delta = np.asarray(delta, dtype=np.float64)
+    out = np.empty_like(abcd)
+    for k, mult in ((0, 1.0), (2, 2.0)):          # (A, B) rotate by δ, (C, D) by 2δ
+        c, s = np.cos(mult * delta), np.sin(mult * delta)
+        out[:, k] = abcd[:, k] * c - abcd[:, k + 1] * s
+        out[:, k + 1] = abcd[:, k] * s + abcd[:, k + 1] * c
+    return out
+
+
+def hl_on_hkl(hkl_from, abcd, hkl_to, spacegroup: gemmi.SpaceGroup) -> np.ndarray:
+    """HL coefficients ``abcd`` given at ``hkl_from`` moved onto ``hkl_to`` (either may hold any
+    symmetry or Friedel equivalents; the coefficients are phase-shifted accordingly).
+    Returns (len(hkl_to), 4); NaN rows where ``hkl_to`` has no equivalent in ``hkl_from``."""
+    hf = np.asarray(hkl_from, dtype=np.int64).reshape(-1, 3)
+    ht = np.asarray(hkl_to, dtype=np.int64).reshape(-1, 3)
+    abcd = np.asarray(abcd, dtype=np.float64).reshape(-1, 4)
+
+    def keys(h):
+        return ((h[:, 0] + 1024) << 22) | ((h[:, 1] + 1024) << 11) | (h[:, 2] + 1024)
+
+    kf = keys(hf)
+    order = np.argsort(kf, kind="stable")
+    ks = kf[order]
+    out = np.full((len(ht), 4), np.nan)
+    todo = np.ones(len(ht), dtype=bool)
+    for op in spacegroup.operations():
+        rot = np.asarray(op.rot, dtype=np.int64) // gemmi.Op.DEN
+        tran = np.asarray(op.tran, dtype=np.float64) / gemmi.Op.DEN
+        hr = ht @ rot                                  # φ(h_to) = φ(h_to R) + 2π h_to·t
+        delta = 2.0 * np.pi * (ht @ tran)
+        for sign in (1, -1):
+            if not todo.any() or not len(ks):
+                break
+            kk = keys(sign * hr)
+            pos = np.clip(np.searchsorted(ks, kk), 0, len(ks) - 1)
+            hit = todo & (ks[pos] == kk)
+            if hit.any():
+                out[hit] = shift_hl(abcd[order[pos[hit]]], delta[hit],
+                                    np.full(int(hit.sum()), sign < 0))
+                todo &= ~hit
+    return out
+
+
+def model_hl(f_obs, sigma, f_model, centric, epsilon, D, S) -> np.ndarray:
+    """HL coefficients (n, 4) of the σA phase probability of a model (Read 1986; Rice form).
+
+    A + iB = X·e^{iφ_model} with X = 2·D·|Fo|·|Fm|/V (acentric) or D·|Fo|·|Fm|/V (centric),
+    V = ε·S + σ² (the variance of :mod:`kickref.xtal.sigmaa`); C = D = 0. Its centroid is
+    m = I1(X)/I0(X) (acentric), tanh(X) (centric) along φ_model. Non-finite inputs give 0 rows
+    (no information).
+    """
+    fo = np.asarray(f_obs, dtype=np.float64)
+    fm = np.asarray(f_model)
+    sig = np.nan_to_num(np.asarray(sigma, dtype=np.float64), nan=0.0)
+    V = np.asarray(epsilon, dtype=np.float64) * np.asarray(S, dtype=np.float64) + sig * sig
+    x = np.where(np.asarray(centric, bool), 1.0, 2.0) * D * fo * np.abs(fm) / V
+    x = np.where(np.isfinite(x), x, 0.0)
+    ph = np.angle(fm)
+    return np.column_stack([x * np.cos(ph), x * np.sin(ph), np.zeros_like(x), np.zeros_like(x)])
+
+
+def combine_hl(*sets) -> np.ndarray:
+    """Sum of independent phase probabilities' HL coefficients (product of the P(φ)); non-finite
+    rows of a set count as no information (zero)."""
+    out = None
+    for s in sets:
+        s = np.nan_to_num(np.asarray(s, dtype=np.float64).reshape(-1, 4), nan=0.0, posinf=0.0, neginf=0.0)
+        out = s.copy() if out is None else out + s
+    return out
