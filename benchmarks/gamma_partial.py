@@ -11,6 +11,8 @@ Runs (all reported, none dropped):
   weight_fc 1.1, steps 120, recombine_every 15);
 - dens_comb without data (density modification of the SAD phases by the partial model);
 - ``kickref refine START gamma.mtz --monlib`` (defaults), the partial model against FP only;
+- ``combination='phase'`` (reciprocal-space combination of the SAD HL with the partial model's
+  σA phase probability, Read 1986) with its defaults and variations (``PHASE_RUNS``);
 - variations when an acceptance criterion fails (listed in ``VARIANTS``).
 
 Measures: correlation with the complete model's map (Fc of the deposited 1gyu.pdb to 1.79 Å,
@@ -83,9 +85,18 @@ VARIANTS = {
     "dens_comb+data rad_mask12 weight50 fixed steps360": (True, {"rad_mask": 12.0, "weight": 50.0, "steps": 360}),
     "dens_comb+data steps90": (True, {"steps": 90}),
 }
+# reciprocal-space phase combination (combination='phase': SAD HL + the partial model's σA HL);
+# the defaults (difference-map target, MAIN's steps and recombination), then the variations
+PHASE_RUNS = {
+    "phase_comb": (True, {"combination": "phase"}),
+    "phase_comb target=map": (True, {"combination": "phase", "target": "map"}),
+    "phase_comb steps360": (True, {"combination": "phase", "steps": 360}),
+    "phase_comb weight50 fixed": (True, {"combination": "phase", "weight": 50.0}),
+    "phase_comb recombine_every5": (True, {"combination": "phase", "recombine_every": 5}),
+}
 
 
-FIGURE_RUNS = ("dens_comb+data", "dens_comb+data rad_mask12")
+FIGURE_RUNS = ("dens_comb+data", "dens_comb+data rad_mask12", "phase_comb")
 
 
 def peers_mvd():
@@ -183,7 +194,7 @@ def main(argv=None) -> int:
     start_row = {"name": "start (partial, shaken)", **xyz_rmsd(str(start), ref_keys),
                  **r_factors(start, data, mvd)}
     rows = [start_row]
-    runs = dict(RUNS, **({} if args.no_variants else VARIANTS))
+    runs = dict(RUNS, **PHASE_RUNS, **({} if args.no_variants else VARIANTS))
     if args.figure_only:
         runs = {k: v for k, v in runs.items() if k in FIGURE_RUNS}
         mvd = None
@@ -207,7 +218,8 @@ def main(argv=None) -> int:
         row = {"name": name, "data": with_data, "options": opts, "time_s": round(dt, 1),
                "cc_combined": {k: cc(comb, model_map, m) for k, m in masks.items()},
                "cc_map_fo": {k: cc(fo, model_map, m) for k, m in masks.items()},
-               **xyz_rmsd(str(out), ref_keys), **r_factors(out, data, mvd)}
+               **xyz_rmsd(str(out), ref_keys), **r_factors(out, data, mvd),
+               "final_stats": {k: v for k, v in res.history[-1].items() if isinstance(v, (int, float))}}
         rows.append(row)
         if name in FIGURE_RUNS:
             maps_for_figure[f"combined map: {name}"] = (comb, res.model)
@@ -234,7 +246,7 @@ def main(argv=None) -> int:
         result = json.loads((RESULTS / "gamma_partial.json").read_text())
         new = {r["name"]: r for r in rows}
         old = [r for r in result["runs"] if r["name"] not in new]
-        order = ["start (partial, shaken)", *RUNS, *VARIANTS]
+        order = ["start (partial, shaken)", *RUNS, *PHASE_RUNS, *VARIANTS]
         rank = {n: i for i, n in enumerate(order)}
         result["runs"] = sorted(old + list(new.values()), key=lambda r: rank.get(r["name"], len(order)))
         (RESULTS / "gamma_partial.json").write_text(json.dumps(result, indent=1, default=str))
@@ -258,6 +270,12 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps({k: row.get(k) for k in ("name", "time_s", "xyz_rmsd")}), flush=True)
 
+    if args.no_variants and (RESULTS / "gamma_partial.json").exists():
+        # keep the variations of an earlier full run (marked: not rerun in this run)
+        prev = json.loads((RESULTS / "gamma_partial.json").read_text())["runs"]
+        done = {r["name"] for r in rows}
+        rows += [dict(r, from_previous_run=True) for r in prev
+                 if r["name"] in VARIANTS and r["name"] not in done]
     result = {"case": "gamma (1GYU, Xe-SAD HL phases)", "removed_residues": f"A{REMOVED[0]}-A{REMOVED[1]}",
               "n_removed_atoms": int(len(removed_xyz)), "shake": shake_info,
               "sad_map": {"mean_fom": sad.info["mean_fom"], "d_min": sad.d_min, "grid": list(sad.shape)},
@@ -279,7 +297,8 @@ def format_table(result) -> str:
     for r in result["runs"]:
         c = r.get("cc_combined", {})
         k, x = r.get("kickref", {}), r.get("cctbx", {})
-        lines.append(f"{r['name']:32s} {c.get('whole', float('nan')):9.3f} {c.get('missing', float('nan')):8.3f} "
+        name = r["name"] + (" *" if r.get("from_previous_run") else "")
+        lines.append(f"{name:32s} {c.get('whole', float('nan')):9.3f} {c.get('missing', float('nan')):8.3f} "
                      f"{r.get('xyz_rmsd', float('nan')):9.3f} "
                      f"{k.get('r_work', float('nan')):7.4f}/{k.get('r_free', float('nan')):.4f} "
                      f"{x.get('r_work', float('nan')):6.4f}/{x.get('r_free', float('nan')):.4f} "
