@@ -9,8 +9,8 @@ from conftest import DATA, case_paths
 import kickref
 from kickref.cli import main
 from kickref.xtal import sigmaa as _sigmaa
-from kickref.xtal.phase_probability import (centric_phases, combine_hl, hl_centroid, hl_on_hkl,
-                                            model_hl)
+from kickref.xtal.phase_probability import (_phase_projections, calibrate_hl_scale, centric_phases,
+                                            combine_hl, hl_centroid, hl_on_hkl, model_hl)
 
 RNG = np.random.default_rng(7)
 
@@ -97,6 +97,59 @@ def test_hl_moved_to_symmetry_equivalents_follow_the_phases():
     np.testing.assert_allclose(m, m0, atol=1e-9)
 
 
+def _draw_phases(rng, abcd, centric, phic, n_steps=720):
+    """One phase per row drawn from the HL distribution (acentric: inverse CDF on a fine grid;
+    centric: one of the two allowed phases)."""
+    e = _phase_projections(abcd, centric, phic, n_steps)
+    p = np.exp(e - e.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    j = np.minimum((np.cumsum(p, axis=1) < rng.random(len(abcd))[:, None]).sum(axis=1), n_steps - 1)
+    phi = 2 * np.pi * j / n_steps + rng.uniform(0, 2 * np.pi / n_steps, len(abcd))
+    return np.where(centric, phic + np.pi * j, phi)
+
+
+def synthetic_calibration_case(n=6000, seed=11):
+    """Calibrated experimental HL (A, B, C, D random), true phases drawn from them, and model phases
+    drawn around the true ones with the σA (von Mises) error of a known X: hl_model = X e^{iφ_m}."""
+    rng = np.random.default_rng(seed)
+    centric = rng.random(n) < 0.15
+    phic = np.where(centric, rng.choice([0.0, np.pi / 2], n), 0.0)
+    hl_true = rng.normal(0, 1, (n, 4)) * np.array([3.0, 3.0, 1.0, 1.0])
+    phi_true = _draw_phases(rng, hl_true, centric, phic)
+    x = rng.uniform(0.3, 4.0, n)
+    around = np.column_stack([x * np.cos(phi_true), x * np.sin(phi_true), 0 * x, 0 * x])
+    phi_m = _draw_phases(rng, around, centric, phic)
+    hl_model = np.column_stack([x * np.cos(phi_m), x * np.sin(phi_m), 0 * x, 0 * x])
+    return hl_true, hl_model, centric, phic, np.arange(n) % 4
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_calibration_recovers_a_known_confidence_factor(factor):
+    """HL written with κ·factor (under-confident for 0.5, over-confident for 2): the calibration
+    finds k ≈ 1/factor in every bin (within 20 %)."""
+    hl_true, hl_model, centric, phic, bins = synthetic_calibration_case()
+    res = calibrate_hl_scale(hl_true * factor, hl_model, centric, phic, bins)
+    print(factor, res["k_bin"], res["k_raw"])
+    np.testing.assert_allclose(res["k_bin"] * factor, 1.0, rtol=0.2)
+    np.testing.assert_allclose(res["k_raw"] * factor, 1.0, rtol=0.2)
+    assert np.all(res["gain"] > 5)                 # the likelihood clearly prefers the factor
+
+
+def test_calibration_leaves_calibrated_hl_alone():
+    hl_true, hl_model, centric, phic, bins = synthetic_calibration_case(seed=12)
+    res = calibrate_hl_scale(hl_true, hl_model, centric, phic, bins)
+    print(res["k_bin"], res["gain"])
+    np.testing.assert_allclose(res["k_bin"], 1.0, rtol=0.15)
+    assert np.all(res["gain"] < 3)                 # no significant gain over k = 1
+
+
+def test_calibration_without_model_information_is_neutral():
+    """Zero model HL (test set) or a bin without reflections: k = 1."""
+    hl_true, hl_model, centric, phic, bins = synthetic_calibration_case(n=400)
+    res = calibrate_hl_scale(hl_true * 0.5, np.zeros_like(hl_model), centric, phic, bins)
+    np.testing.assert_allclose(res["k_bin"], 1.0)
+
+
 def gamma_partial_start(tmp_path):
     """The benchmark's start: 1GYU without A775–A822 (not shaken, for speed of set-up)."""
     if not (DATA / "gamma").is_dir():
@@ -123,6 +176,10 @@ def test_phase_combination_run_on_gamma(tmp_path):
     # the partial model's phases add information: combined FOM above the experimental one
     assert first["mean_fom_combined"] > first["mean_fom_experimental"] > 0.7
     assert 0 < first["mean_fom_model"] < 1
+    # the SAD HL are under-confident for these data: calibrated up (k per bin in [0.25, 4])
+    assert len(first["hl_scale_bins"]) == len(first["hl_scale_d_min"]) > 1
+    assert first["hl_scale_mean"] > 1.2
+    assert first["mean_fom_experimental_calibrated"] > first["mean_fom_experimental"]
     assert res.combined_map.grid.shape == res.fo_map.grid.shape
     assert np.isfinite(res.model.xyz).all()
 
@@ -134,6 +191,13 @@ def test_phase_combination_cli(tmp_path, capsys):
                "--combination", "phase", "--steps", "2", "--recombine-every", "2", "--hydrogens", "keep",
                "-o", str(prefix), "-q"])
     assert rc == 0 and (tmp_path / "pc.pdb").exists() and (tmp_path / "pc_combined.ccp4").exists()
+
+
+def test_phase_combination_without_calibration_uses_the_file_hl(tmp_path):
+    start, data, phases = gamma_partial_start(tmp_path)
+    res = kickref.density_combination(str(start), data=str(data), hl=(str(phases), ("HLA", "HLB", "HLC", "HLD")),
+                                      steps=0, recombine_every=2, combination="phase", calibrate_hl=False)
+    assert "hl_scale_bins" not in res.history[0]
 
 
 def test_combination_choice_is_checked(tmp_path, capsys):

@@ -339,7 +339,7 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, hl=
                         monlib=None, ligands=(), allow_unknown: bool = False, output_map=None,
                         weight=None, bond_rmsd: float | None = None, hydrogens: str = "keep", log=None,
                         stop=None, combination: str = "real-space", target: str = "difference",
-                        **load_options):
+                        calibrate_hl: bool = True, **load_options):
     """Partial-model refinement by density combination (MAIN ``dens_comb``): the external map
     (e.g. MIR; ``map_path``, ``map_coeffs=(FILE, F, PHI)``, or ``hl=(FILE, (HLA, HLB, HLC, HLD)[,
     AMPLITUDES])``, |Fo| from AMPLITUDES, else ``data``, else FILE) is combined with the model map,
@@ -351,7 +351,9 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, hl=
     combined map, history, files written). ``combination``: 'real-space' (MAIN's density pasting,
     default) or 'phase' (reciprocal-space combination of the ``hl`` phase probabilities with the
     model's σA phase probability; needs ``hl`` and ``data``); ``target`` ('difference' | 'map'):
-    what the atoms minimize in 'phase' mode (see :mod:`kickref.refinement.density_combination`)."""
+    what the atoms minimize in 'phase' mode (see :mod:`kickref.refinement.density_combination`);
+    ``calibrate_hl`` ('phase' mode, default True): scale the HL per resolution bin by the
+    maximum-likelihood factor judged by the model's σA phases (the file's FOM not trusted)."""
     from .io.reflections import read_hl_coefficients
     from .refinement.density_combination import run_density_combination
     from .refinement.weighting import BOND_RMSD_MAP
@@ -373,5 +375,6 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, hl=
                                    dens_scale=dens_scale, steps=steps, recombine_every=recombine_every,
                                    weight=weight, bond_rmsd=BOND_RMSD_MAP if bond_rmsd is None else bond_rmsd,
                                    output_map=output_map, log=log, stop=stop,
-                                   **({"combination": "phase", "hl": hl_coeffs, "target": target}
+                                   **({"combination": "phase", "hl": hl_coeffs, "target": target,
+                                         "calibrate_hl": calibrate_hl}
                                       if combination == "phase" else {}))

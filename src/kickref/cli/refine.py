@@ -131,6 +131,10 @@ def add_parser(sub):
     g.add_argument("--combination", choices=["real-space", "phase"], default="real-space",
                    help="dens-comb: real-space (MAIN's density pasting, default) or phase (combine the "
                         "--map-hl phase probabilities with the model's sigmaA phases; needs DATA)")
+    g.add_argument("--no-calibrate-hl", dest="calibrate_hl", action="store_false",
+                   help="dens-comb --combination phase: use the --map-hl coefficients as they are (default: "
+                        "scaled per resolution shell by the maximum-likelihood factor judged by the model's "
+                        "sigmaA phases)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar, less output")
     return p
 
@@ -273,7 +277,7 @@ def run_map(args, lines):
                                           rad_mask=args.rad_mask, rad_comb=args.rad_comb, weight_fc=args.weight_fc,
                                           dens_scale=args.dens_scale, steps=args.steps,
                                           recombine_every=args.recombine_every, output_map=out.temp("combined"),
-                                          combination=args.combination,
+                                          combination=args.combination, calibrate_hl=args.calibrate_hl,
                                           **common, **({k: v for k, v in load_options(args).items() if k != "hydrogens"}
                                                        if args.data else {}))
             model, info = res.model, {"history": res.history, "weight": res.weight, "interrupted": res.interrupted,

@@ -37,6 +37,15 @@ minimize, with ``target='difference'`` (default, MAIN's scheme) the map of
 ΔF = m_comb|Fo|e^{iφ_comb} − D·Fm (model Fm, all atoms), with ``target='map'`` the combined map
 itself (T = −Σ ρ_comb·ρ_model·ΔV: real-space convolution target), both from work reflections
 only (test set, outliers left out). MAP_FO is |Fo|·e^{iφ_comb}.
+Calibration of the experimental HL (``calibrate_hl``, default): the file's figures of merit are not
+trusted; at each re-combination the HL are scaled, per resolution bin (equal-count bins of the work
+reflections), by the factor k (A, B, C, D → k·(A, B, C, D), clipped to [0.25, 4], log k smoothed over
+neighbouring bins) that maximizes the likelihood of the model phases under the scaled experimental
+distribution convolved with the model's σA phase error:
+L(k) = Σ_work log ∫ P_exp,k(φ)·exp(X cos(φ_model − φ)) dφ + const
+(:func:`~kickref.xtal.phase_probability.calibrate_hl_scale`; σA's D, S come from the test set, so the
+model's phase probability is calibrated by construction and serves as the yardstick). k per bin is
+reported in the stats (``hl_scale_bins``, ``hl_scale_d_min``).
 ``rad_mask``, ``rad_comb``, ``weight_fc`` are not used there (``rad_comb`` only for the reported
 CC of the model density with the combined map).
 
@@ -67,7 +76,8 @@ from ..targets.difference_map import MapConvolutionTerm
 from ..xtal.density_map import DensityMap
 from ..xtal.fmodel import FModel
 from ..xtal.fourier import coefficients_to_grid, grid_to_coefficients
-from ..xtal.phase_probability import centric_phases, combine_hl, hl_centroid, hl_on_hkl, model_hl
+from ..xtal.phase_probability import (calibrate_hl_scale, centric_phases, combine_hl, hl_centroid,
+                                      hl_on_hkl, model_hl, scale_hl)
 from ..xtal.structure_factors import StructureFactorCalculator, ops_arrays
 from .energy import Energy
 from .minimize import StopFlag
@@ -136,13 +146,17 @@ class DensityCombination:
     refreshes :attr:`term`, the energy term the refined atoms minimize.
     ``combination``: 'real-space' (MAIN's) or 'phase' (needs ``data`` and ``hl`` = (hkl (n, 3),
     HL A, B, C, D (n, 4)) of the external map's phases, any symmetry equivalents); ``target``
-    ('difference' | 'map') chooses what the atoms minimize in 'phase' mode.
+    ('difference' | 'map') chooses what the atoms minimize in 'phase' mode; ``calibrate_hl``
+    (phase mode, default True): the experimental HL are scaled per resolution bin by the
+    maximum-likelihood factor judged by the model's σA phases, recomputed at each re-combination
+    (:func:`~kickref.xtal.phase_probability.calibrate_hl_scale`).
     """
 
     def __init__(self, model, external_map: DensityMap, data=None, part=None, envelope=None,
                  rad_mask: float = 4.5, rad_comb: float = 2.8, weight_fc: float = 1.1,
                  dens_scale: float = 1.0, d_min: float | None = None, n_shells: int = 15,
-                 combination: str = "real-space", hl=None, target: str = "difference"):
+                 combination: str = "real-space", hl=None, target: str = "difference",
+                 calibrate_hl: bool = True):
         if combination not in ("real-space", "phase"):
             raise ValueError(f"combination must be 'real-space' or 'phase', not {combination!r}")
         if target not in ("difference", "map"):
@@ -150,6 +164,8 @@ class DensityCombination:
         if combination == "phase" and (data is None or hl is None):
             raise ValueError("phase combination needs the observed data and the map's HL coefficients")
         self.combination, self.target = combination, target
+        self.calibrate_hl = bool(calibrate_hl)
+        self.n_shells = int(n_shells)
         self.model = model
         n = model.n_atoms
         self.part = resolve_selection(part, n, model)
@@ -256,11 +272,18 @@ class DensityCombination:
         use = fm_.work                                             # work set, outliers excluded
         hl_m = model_hl(d.f_obs, d.sigma, fm, d.centric, d.epsilon, sa.D, sa.S)
         hl_m[~use] = 0.0
-        hl_c = combine_hl(self.hl_exp, hl_m)
+        has_exp = np.isfinite(self.hl_exp).all(axis=1)
+        hl_e = self.hl_exp
+        cal = {}
+        if self.calibrate_hl:
+            hl_e, cal = self.calibrated_hl(hl_m, use & has_exp)
+        hl_c = combine_hl(hl_e, hl_m)
         phi, m = hl_centroid(hl_c, self.data_centric, self.data_phic)
         _, m_model = hl_centroid(hl_m, self.data_centric, self.data_phic)
-        has_exp = np.isfinite(self.hl_exp).all(axis=1)
         _, m_exp = hl_centroid(np.where(has_exp[:, None], self.hl_exp, 0.0), self.data_centric, self.data_phic)
+        if self.calibrate_hl:
+            _, m_cal = hl_centroid(np.where(has_exp[:, None], hl_e, 0.0), self.data_centric, self.data_phic)
+            cal["mean_fom_experimental_calibrated"] = float(m_cal[has_exp].mean()) if has_exp.any() else 0.0
         e = np.exp(1j * phi)
         f_best = self._on_hkl(m * d.f_obs * e)
         grid = coefficients_to_grid(self.cell, self.spacegroup, self.hkl, f_best, self.shape)
@@ -282,8 +305,30 @@ class DensityCombination:
         self.stats.update({"r_combined": r["r_work"], "r_free": r.get("r_free"), "cc_model_map": cc,
                            "mean_fom_combined": float(m.mean()), "mean_fom_model": float(m_model[use].mean()),
                            "mean_fom_experimental": float(m_exp[has_exp].mean()) if has_exp.any() else 0.0,
-                           "amplitudes_from": self.amplitudes_from})
+                           "amplitudes_from": self.amplitudes_from, **cal})
         return dict(self.stats)
+
+    def calibrated_hl(self, hl_m, sel):
+        """Experimental HL scaled per resolution bin by the maximum-likelihood factor k judged by
+        the model's σA HL ``hl_m`` on the reflections ``sel`` (work set with both estimates):
+        equal-count bins (``n_shells``, at least 200 reflections a bin), k in [0.25, 4], smoothed
+        over neighbouring bins (:func:`~kickref.xtal.phase_probability.calibrate_hl_scale`);
+        reflections outside ``sel`` (test set) get the k of their resolution bin. Returns (scaled
+        HL, stats: k per bin and its bins' upper resolution, mean k)."""
+        d = self.data
+        sel = sel & np.any(hl_m[:, :2] != 0, axis=1)
+        n_bins = max(1, min(self.n_shells, int(sel.sum()) // 200))
+        bins, edges = equal_count_bins(d.s2, n_bins, used=sel)
+        res = calibrate_hl_scale(self.hl_exp, hl_m, self.data_centric, self.data_phic, np.where(sel, bins, -1))
+        k_bin = res["k_bin"] if len(res["k_bin"]) == n_bins else np.ones(n_bins)
+        hl_e = scale_hl(self.hl_exp, k_bin[bins])
+        d_hi = [float(1.0 / np.sqrt(e)) for e in edges] + [float(d.d_min)]
+        stats = {"hl_scale_mean": float(np.exp(np.mean(np.log(k_bin)))),
+                 "hl_scale_bins": [round(float(k), 4) for k in k_bin],
+                 "hl_scale_raw": [round(float(k), 4) for k in res["k_raw"]],
+                 "hl_scale_d_min": [round(x, 3) for x in d_hi],
+                 "hl_scale_log_lik_gain": float(np.sum(res["gain"]))}
+        return hl_e, stats
 
     def update(self, state: AtomState) -> dict:
         """Re-combine, compute F_comb, the shell scales, ΔF and MAP_FO; refresh :attr:`term`."""
@@ -339,7 +384,7 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
                             bond_rmsd: float = BOND_RMSD_MAP, weight_every: int = 100, output_map=None,
                             output_fo_map=None, log=None, stop=None, recombine=None,
                             n_shells: int = 15, combination: str = "real-space", hl=None,
-                            target: str = "difference") -> DensityCombinationResult:
+                            target: str = "difference", calibrate_hl: bool = True) -> DensityCombinationResult:
     """Refine the ``part`` atoms of ``model`` (in place) by density combination.
 
     ``steps`` L-BFGS steps on the coordinates in chunks of ``recombine_every`` (MAIN MIN_STEP 120,
@@ -351,14 +396,16 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
     (the macro interpreter runs MINIMIZE's phase macro there); it returns ``dc.update``'s stats.
     ``n_shells``: resolution shells of the amplitude scaling (MAIN ``refl shel``).
     ``combination``/``hl``/``target``: see :class:`DensityCombination` ('phase': reciprocal-space
-    phase combination with the HL coefficients ``hl`` = (hkl, abcd); needs ``data``).
+    phase combination with the HL coefficients ``hl`` = (hkl, abcd); needs ``data``);
+    ``calibrate_hl``: scale the HL per resolution bin by the maximum-likelihood factor (phase mode).
     """
     log = log or (lambda s: None)
     stop = stop if stop is not None else StopFlag()
     t0 = time.perf_counter()
     state = AtomState.from_model(model)
     dc = DensityCombination(model, external_map, data, part, envelope, rad_mask, rad_comb, weight_fc,
-                            dens_scale, n_shells=n_shells, combination=combination, hl=hl, target=target)
+                            dens_scale, n_shells=n_shells, combination=combination, hl=hl, target=target,
+                            calibrate_hl=calibrate_hl)
     geometry = [t for t in restraint_terms(restraints) if t.kind == "geometry"]
     energy = Energy([dc.term] + geometry, weights={"density": 1.0})
     params = xyz_parameters(state, restraints, dc.part)
@@ -371,7 +418,7 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
         f"atoms, d_min {dc.d_min:.2f} Å, amplitudes from {dc.amplitudes_from}"
         + (f", target {dc.target}, {st['n_hl_matched']} reflections with HL" if combination == "phase" else ""))
     log(f"  step {0:5d}  R(comb) {st['r_combined']:.4f}  CC(model map) {st['cc_model_map']:.3f}  "
-        f"weight {w.value:.3g}")
+        f"weight {w.value:.3g}" + (f"  HL scale {st['hl_scale_mean']:.2f}" if "hl_scale_mean" in st else ""))
 
     def report(done, used):
         st = dc.stats

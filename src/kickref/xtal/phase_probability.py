@@ -150,3 +150,117 @@ def combine_hl(*sets) -> np.ndarray:
         s = np.nan_to_num(np.asarray(s, dtype=np.float64).reshape(-1, 4), nan=0.0, posinf=0.0, neginf=0.0)
         out = s.copy() if out is None else out + s
     return out
+
+
+# ------------------------------------------------------------ calibration of HL coefficients
+def _phase_projections(abcd, centric, phic, n_steps):
+    """(n, S) values of A cos φ + B sin φ + C cos 2φ + D sin 2φ: S = ``n_steps`` equally spaced
+    phases for acentric rows; centric rows hold their two allowed phases (φ_c, φ_c + π) and −inf
+    (no weight) in the other columns."""
+    abcd = np.asarray(abcd, dtype=np.float64).reshape(-1, 4)
+    phi = 2.0 * np.pi * np.arange(n_steps) / n_steps
+    basis = np.stack([np.cos(phi), np.sin(phi), np.cos(2 * phi), np.sin(2 * phi)])
+    out = abcd @ basis
+    cen = np.flatnonzero(centric)
+    if len(cen):
+        pc = np.asarray(phic, dtype=np.float64)[cen]
+        x = abcd[cen, 0] * np.cos(pc) + abcd[cen, 1] * np.sin(pc)
+        c2 = abcd[cen, 2] * np.cos(2 * pc) + abcd[cen, 3] * np.sin(2 * pc)
+        out[cen] = -np.inf
+        out[cen, 0] = x + c2
+        out[cen, 1] = -x + c2
+    return out
+
+
+def _log_mean_exp(v):
+    """log of the mean of exp(v) over the finite columns of each row (v (n, S), −inf = absent)."""
+    mx = v.max(axis=1, keepdims=True)
+    e = np.exp(v - mx)
+    cnt = np.isfinite(v).sum(axis=1)
+    return mx[:, 0] + np.log(e.sum(axis=1) / cnt)
+
+
+def hl_scale_log_likelihood(k, e_proj, m_proj):
+    """Per-reflection log-likelihood of the model phases when the experimental HL are scaled by
+    ``k`` (per row): log ∫ P_exp,k(φ) e^{M(φ)} dφ = log⟨e^{k·E + M}⟩_φ − log⟨e^{k·E}⟩_φ, E and M the
+    experimental and model HL exponents (the model term's own normalization, free of k, is left
+    out; see :func:`calibrate_hl_scale`). ``e_proj``/``m_proj``: :func:`_phase_projections` of both HL sets."""
+    k = np.asarray(k, dtype=np.float64).reshape(-1, 1)
+    return _log_mean_exp(k * e_proj + m_proj) - _log_mean_exp(k * e_proj)
+
+
+def calibrate_hl_scale(hl_exp, hl_model, centric, phic, bins, k_range=(0.25, 4.0),
+                       smooth: bool = True, n_steps: int = 120, iterations: int = 40) -> dict:
+    """Maximum-likelihood scale k per resolution bin of experimental HL coefficients, judged by an
+    independent, calibrated phase estimate (the model's σA phase probability).
+
+    For each reflection the model phase φ_m given the true phase φ is distributed (σA, Read 1986;
+    the joint distribution of the two phases depends only on cos(φ − φ_m)) as
+    P(φ_m | φ) = exp(X cos(φ_m − φ)) / (2π I0(X)) (acentric; centric: the two allowed phases with
+    weights e^{±X}/2cosh X), where A + iB = X e^{iφ_m} of ``hl_model``. If the experimental
+    probability of the true phase were P_exp,k(φ) ∝ exp(k (A cos φ + B sin φ + C cos 2φ + D sin 2φ)),
+    the likelihood of the observed model phase is ∫ P_exp,k(φ) P(φ_m | φ) dφ, hence up to terms
+    free of k
+
+        L_bin(k) = Σ_{h in bin} [ log ∫ e^{k·E_h(φ) + M_h(φ)} dφ − log ∫ e^{k·E_h(φ)} dφ ],
+
+    E_h, M_h the experimental and model HL exponents. k is the argument of the maximum of L_bin over
+    ``k_range`` (golden-section search in log k, all bins at once; the integrals by summation over
+    ``n_steps`` phases, spectrally accurate for a periodic integrand). k > 1: the experimental
+    figures of merit are too low (under-confident HL), k < 1: too high. A row of ``hl_model`` of
+    zero (no model information, e.g. the test set) contributes nothing. With ``smooth``, log k is
+    averaged over each bin and its neighbours (3 bins), then clipped again to ``k_range``.
+
+    ``bins`` (n,) int bin of each reflection, −1 to leave a reflection out of the calibration.
+    Returns {'k_bin': (n_bins,), 'k_raw': unsmoothed, 'n': reflections a bin,
+    'gain': L(k) − L(1) per bin (log-likelihood gain, nats)}.
+    """
+    bins = np.asarray(bins, dtype=np.int64)
+    centric = np.asarray(centric, dtype=bool)
+    ok = (bins >= 0) & np.all(np.isfinite(hl_exp), axis=1) & np.all(np.isfinite(hl_model), axis=1)
+    ok &= np.any(np.asarray(hl_model)[:, :2] != 0, axis=1) & np.any(np.asarray(hl_exp) != 0, axis=1)
+    n_bins = int(bins.max()) + 1 if len(bins) and bins.max() >= 0 else 0
+    idx = np.flatnonzero(ok)
+    b = bins[idx]
+    e_proj = _phase_projections(np.asarray(hl_exp)[idx], centric[idx], np.asarray(phic)[idx], n_steps)
+    m_proj = _phase_projections(np.asarray(hl_model)[idx], centric[idx], np.asarray(phic)[idx], n_steps)
+    count = np.bincount(b, minlength=n_bins)
+
+    def total(logk):                                 # L_bin at log k (n_bins,)
+        return np.bincount(b, weights=hl_scale_log_likelihood(np.exp(logk[b]), e_proj, m_proj),
+                           minlength=n_bins)
+
+    lo = np.full(n_bins, np.log(k_range[0]))
+    hi = np.full(n_bins, np.log(k_range[1]))
+    g = (np.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
+    f1, f2 = total(x1), total(x2)
+    for _ in range(iterations):                      # maximize: keep the better inner point
+        left = f1 >= f2
+        hi = np.where(left, x2, hi)
+        lo = np.where(left, lo, x1)
+        x2n = np.where(left, x1, lo + g * (hi - lo))
+        x1n = np.where(left, hi - g * (hi - lo), x2)
+        f2n = np.where(left, f1, np.nan)
+        f1n = np.where(left, np.nan, f2)
+        new = np.where(left, x1n, x2n)
+        fnew = total(new)
+        x1, x2 = x1n, x2n
+        f1 = np.where(left, fnew, f1n)
+        f2 = np.where(left, f2n, fnew)
+    logk = np.where(count > 0, 0.5 * (lo + hi), 0.0)
+    gain = total(logk) - total(np.zeros(n_bins))
+    raw = np.exp(logk)
+    if smooth and n_bins > 2:
+        has = count > 0
+        s = np.zeros(n_bins)
+        for i in range(n_bins):
+            j = [t for t in (i - 1, i, i + 1) if 0 <= t < n_bins and has[t]]
+            s[i] = np.mean(logk[j]) if j else 0.0
+        logk = np.clip(s, np.log(k_range[0]), np.log(k_range[1]))
+    return {"k_bin": np.exp(logk), "k_raw": raw, "n": count, "gain": gain}
+
+
+def scale_hl(abcd, k) -> np.ndarray:
+    """HL coefficients times a scale per row (k (n,) or scalar): P(φ) → P(φ)^k / norm."""
+    return np.asarray(abcd, dtype=np.float64).reshape(-1, 4) * np.asarray(k, dtype=np.float64).reshape(-1, 1)
