@@ -12,7 +12,9 @@ Runs (all reported, none dropped):
 - dens_comb without data (density modification of the SAD phases by the partial model);
 - ``kickref refine START gamma.mtz --monlib`` (defaults), the partial model against FP only;
 - ``combination='phase'`` (reciprocal-space combination of the SAD HL with the partial model's
-  σA phase probability, Read 1986) with its defaults and variations (``PHASE_RUNS``);
+  σA phase probability, Read 1986) with the HL as in the file and variations (``PHASE_RUNS``), and
+  the same with the HL calibrated against the model's σA phases (``PHASE_CAL_RUNS``,
+  calibrate_hl=True, the default);
 - variations when an acceptance criterion fails (listed in ``VARIANTS``).
 
 Measures: correlation with the complete model's map (Fc of the deposited 1gyu.pdb to 1.79 Å,
@@ -22,7 +24,7 @@ or symmetry mate) and over the missing region (within 2.5 Å of the removed atom
 of the partial model's atoms to their deposited positions; R-work/R-free by kickref.rfactor and,
 when the peers venv has cctbx, by mmtbx.model_vs_data.
 
-Run: ``python benchmarks/gamma_partial.py [--only NAME ...]``; writes
+Run: ``python benchmarks/gamma_partial.py [--only NAME ...] [--no-refine]``; writes
 benchmarks/results/gamma_partial.json and gamma_partial.png.
 """
 from __future__ import annotations
@@ -87,16 +89,27 @@ VARIANTS = {
 }
 # reciprocal-space phase combination (combination='phase': SAD HL + the partial model's σA HL);
 # the defaults (difference-map target, MAIN's steps and recombination), then the variations
+# (these first runs use the HL file's figures of merit as they are: calibrate_hl=False)
 PHASE_RUNS = {
-    "phase_comb": (True, {"combination": "phase"}),
-    "phase_comb target=map": (True, {"combination": "phase", "target": "map"}),
-    "phase_comb steps360": (True, {"combination": "phase", "steps": 360}),
-    "phase_comb weight50 fixed": (True, {"combination": "phase", "weight": 50.0}),
-    "phase_comb recombine_every5": (True, {"combination": "phase", "recombine_every": 5}),
+    "phase_comb": (True, {"combination": "phase", "calibrate_hl": False}),
+    "phase_comb target=map": (True, {"combination": "phase", "target": "map", "calibrate_hl": False}),
+    "phase_comb steps360": (True, {"combination": "phase", "steps": 360, "calibrate_hl": False}),
+    "phase_comb weight50 fixed": (True, {"combination": "phase", "weight": 50.0, "calibrate_hl": False}),
+    "phase_comb recombine_every5": (True, {"combination": "phase", "recombine_every": 5, "calibrate_hl": False}),
+}
+# the same with the SAD HL calibrated against the model's sigmaA phases (calibrate_hl=True: scale k
+# per resolution bin by maximum likelihood, recomputed at each re-combination; the default)
+PHASE_CAL_RUNS = {
+    "phase_comb calibrated": (True, {"combination": "phase", "calibrate_hl": True}),
+    "phase_comb calibrated target=map": (True, {"combination": "phase", "target": "map", "calibrate_hl": True}),
+    "phase_comb calibrated steps360": (True, {"combination": "phase", "steps": 360, "calibrate_hl": True}),
+    "phase_comb calibrated weight50 fixed": (True, {"combination": "phase", "weight": 50.0, "calibrate_hl": True}),
+    "phase_comb calibrated recombine_every5": (True, {"combination": "phase", "recombine_every": 5,
+                                                      "calibrate_hl": True}),
 }
 
 
-FIGURE_RUNS = ("dens_comb+data", "dens_comb+data rad_mask12", "phase_comb")
+FIGURE_RUNS = ("dens_comb+data", "dens_comb+data rad_mask12", "phase_comb", "phase_comb calibrated")
 
 
 def peers_mvd():
@@ -170,7 +183,8 @@ def main(argv=None) -> int:
                     help="only the runs of the figure (FIGURE_RUNS); no JSON written")
     ap.add_argument("--no-cctbx", action="store_true")
     ap.add_argument("--only", nargs="+", metavar="NAME",
-                    help="run only these dens_comb runs and merge them into the existing JSON")
+                    help="run only these dens_comb runs (and plain refine unless --no-refine) and merge "
+                         "them into the existing JSON; the figure is redrawn when all FIGURE_RUNS are run")
     args = ap.parse_args(argv)
     if not CASE.is_dir():
         print("needs ../shared/data/gamma")
@@ -194,7 +208,7 @@ def main(argv=None) -> int:
     start_row = {"name": "start (partial, shaken)", **xyz_rmsd(str(start), ref_keys),
                  **r_factors(start, data, mvd)}
     rows = [start_row]
-    runs = dict(RUNS, **PHASE_RUNS, **({} if args.no_variants else VARIANTS))
+    runs = dict(RUNS, **PHASE_RUNS, **PHASE_CAL_RUNS, **({} if args.no_variants else VARIANTS))
     if args.figure_only:
         runs = {k: v for k, v in runs.items() if k in FIGURE_RUNS}
         mvd = None
@@ -220,6 +234,12 @@ def main(argv=None) -> int:
                "cc_map_fo": {k: cc(fo, model_map, m) for k, m in masks.items()},
                **xyz_rmsd(str(out), ref_keys), **r_factors(out, data, mvd),
                "final_stats": {k: v for k, v in res.history[-1].items() if isinstance(v, (int, float))}}
+        if "hl_scale_bins" in res.history[0]:
+            row["hl_scale"] = {"d_min_of_bins": res.history[-1]["hl_scale_d_min"],
+                               "k_first": res.history[0]["hl_scale_bins"],
+                               "k_last": res.history[-1]["hl_scale_bins"],
+                               "k_raw_first": res.history[0]["hl_scale_raw"],
+                               "k_raw_last": res.history[-1]["hl_scale_raw"]}
         rows.append(row)
         if name in FIGURE_RUNS:
             maps_for_figure[f"combined map: {name}"] = (comb, res.model)
@@ -239,20 +259,7 @@ def main(argv=None) -> int:
     rows.append(row)
     print(json.dumps({k: row.get(k) for k in ("name", "time_s", "xyz_rmsd")}), flush=True)
 
-    if args.figure_only:
-        figure(sad, maps_for_figure, ref, RESULTS / "gamma_partial.png")
-        return 0
-    if args.only:                               # merge into the full run's JSON, in VARIANTS order
-        result = json.loads((RESULTS / "gamma_partial.json").read_text())
-        new = {r["name"]: r for r in rows}
-        old = [r for r in result["runs"] if r["name"] not in new]
-        order = ["start (partial, shaken)", *RUNS, *PHASE_RUNS, *VARIANTS]
-        rank = {n: i for i, n in enumerate(order)}
-        result["runs"] = sorted(old + list(new.values()), key=lambda r: rank.get(r["name"], len(order)))
-        (RESULTS / "gamma_partial.json").write_text(json.dumps(result, indent=1, default=str))
-        print(format_table(result))
-        return 0
-    if not args.no_refine:
+    if not (args.no_refine or args.figure_only):
         prefix = WORK / "refine_fp"
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "kickref", "refine", str(start), str(data), "--monlib", str(MONLIB),
@@ -270,6 +277,25 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps({k: row.get(k) for k in ("name", "time_s", "xyz_rmsd")}), flush=True)
 
+    if args.figure_only:
+        figure(sad, maps_for_figure, ref, RESULTS / "gamma_partial.png")
+        return 0
+    if args.only:                               # merge into the full run's JSON, in VARIANTS order
+        result = json.loads((RESULTS / "gamma_partial.json").read_text())
+        new = {r["name"]: r for r in rows}
+        old = [r for r in result["runs"] if r["name"] not in new]
+        old = [dict(r, from_previous_run=True) for r in old]
+        new = {n: dict(r, from_previous_run=False) for n, r in new.items()}
+        order = ["start (partial, shaken)", *RUNS, *PHASE_RUNS, *PHASE_CAL_RUNS, *VARIANTS,
+                 "refine vs FP (defaults)", "refine_map vs SAD map"]
+        rank = {n: i for i, n in enumerate(order)}
+        result["runs"] = sorted(old + list(new.values()), key=lambda r: rank.get(r["name"], len(order)))
+        result["cc_sad"] = sad_cc
+        (RESULTS / "gamma_partial.json").write_text(json.dumps(result, indent=1, default=str))
+        print(format_table(result))
+        if set(FIGURE_RUNS) <= set(maps_for_figure_names(maps_for_figure)):
+            figure(sad, maps_for_figure, ref, RESULTS / "gamma_partial.png")
+        return 0
     if args.no_variants and (RESULTS / "gamma_partial.json").exists():
         # keep the variations of an earlier full run (marked: not rerun in this run)
         prev = json.loads((RESULTS / "gamma_partial.json").read_text())["runs"]
@@ -288,6 +314,10 @@ def main(argv=None) -> int:
     if maps_for_figure:
         figure(sad, maps_for_figure, ref, RESULTS / "gamma_partial.png")
     return 0
+
+
+def maps_for_figure_names(panels):
+    return [t.split(": ", 1)[1] for t in panels]
 
 
 def format_table(result) -> str:
