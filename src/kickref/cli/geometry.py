@@ -51,8 +51,10 @@ def run(args) -> int:
     for line in R.log:
         print(line, file=out)
     if R.links:
-        n_rec = sum(1 for l in R.links if l["origin"] == "record")
-        print(f"links: {n_rec} from records, {len(R.links) - n_rec} found by distance; "
+        n = {o: sum(1 for l in R.links if l["origin"] == o)
+             for o in ("record", "polymer", "distance")}
+        print(f"links: {n['record']} from records, {n['polymer']} stretched polymer links, "
+              f"{n['distance']} found by distance; "
               + ", ".join(f"{k} {v}" for k, v in sorted(R.link_counts.items())), file=out)
     print("", file=out)
     has_h = bool(model.is_hydrogen.any())

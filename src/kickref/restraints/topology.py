@@ -102,8 +102,11 @@ def build_restraints(model, monlib_dir=None, ligands=(), allow_unknown=False,
             for k in range(len(ch) - 1, -1, -1):
                 if ch[k].name in library.missing:
                     del ch[k]
-    # links: explicit records, then those found by distance
+    # links: explicit records, stretched polymer links, then those found by distance
     n_records = len(st.connections)
+    st.assign_label_seq_id(False)
+    _polymer_links(R, st, library.monlib, params.polymer_link_stretch)
+    n_polymer = len(st.connections)
     if params.find_links:
         try:
             gemmi.add_automatic_links(st[0], st, library.monlib)
@@ -120,13 +123,100 @@ def build_restraints(model, monlib_dir=None, ligands=(), allow_unknown=False,
             R.log.append("gemmi: " + line.strip())
 
     _extract(R, topo, params)
-    _links(R, st, topo, n_records)
+    _links(R, st, topo, n_records, n_polymer)
     _hydrogens(R, model)
     _adp_pairs(R, params)
     _nonbonded(R, model, topo, st, unknown_atom, hydrogens)
     from .riding import riding_setup
     R.riding = riding_setup(R, model)
     return R
+
+
+# polymer bond: atom of residue i, atom of residue i+1, ideal length, gemmi's distance limit
+_PEPTIDE = ("C", "C", "N", "N", 1.33, 1.341 * 1.5)
+_NUCLEOTIDE = ("O3'", "O", "P", "P", 1.61, 1.6 * 1.5)
+_PEPTIDE_GROUPS = {gemmi.ChemComp.Group.Peptide: "", gemmi.ChemComp.Group.PPeptide: "P",
+                   gemmi.ChemComp.Group.MPeptide: "NM"}
+_NUCLEOTIDE_GROUPS = {gemmi.ChemComp.Group.Dna, gemmi.ChemComp.Group.Rna,
+                      gemmi.ChemComp.Group.DnaRna}
+
+
+def _residue_label(ch, res) -> str:
+    return f"{ch.name}/{res.name} {res.seqid}"
+
+
+def _sequence_gap(r1, r2) -> bool:
+    """True when numbering (insertion codes allowed) or the entity sequence skips residues."""
+    if r2.seqid.num - r1.seqid.num not in (0, 1):
+        return True
+    return r1.label_seq is not None and r2.label_seq is not None and \
+        r2.label_seq - r1.label_seq != 1
+
+
+def _polymer_links(R, st, monlib, stretch):
+    """Add Connection records linking consecutive polymer residues whose bond atoms are
+    beyond gemmi's distance rule (C-N 2.01, O3'-P 2.4 Å) but within ideal + ``stretch``,
+    unless the sequence shows a gap; farther ones are left unlinked with a warning.
+    Peptide link CIS/TRANS (P-, NM- for Pro-like and N-methyl residues) from the start's
+    omega, as gemmi does; microheterogeneities and non-standard groups are left to gemmi."""
+    far = []
+    for ch in st[0]:
+        poly = ch.get_polymer()
+        ptype = poly.check_polymer_type()
+        if ptype in (gemmi.PolymerType.PeptideL, gemmi.PolymerType.PeptideD):
+            name1, el1, name2, el2, ideal, near = _PEPTIDE
+            groups = _PEPTIDE_GROUPS
+        elif ptype in (gemmi.PolymerType.Dna, gemmi.PolymerType.Rna,
+                       gemmi.PolymerType.DnaRnaHybrid):
+            name1, el1, name2, el2, ideal, near = _NUCLEOTIDE
+            groups = _NUCLEOTIDE_GROUPS
+        else:
+            continue
+        seqids = [r.seqid for r in poly]
+        for k in range(len(poly) - 1):
+            r1, r2 = poly[k], poly[k + 1]
+            if seqids[k] in seqids[k - 1:k] or seqids[k + 1] in seqids[k + 2:k + 3] or \
+                    seqids[k] == seqids[k + 1] or _sequence_gap(r1, r2):
+                continue
+            if r1.name not in monlib.monomers or r2.name not in monlib.monomers:
+                continue
+            cc1, cc2 = monlib.monomers[r1.name], monlib.monomers[r2.name]
+            if cc1.group not in groups or cc2.group not in groups:
+                continue
+            pairs = [(a1, a2, a1.pos.dist(a2.pos)) for a1 in r1 if a1.name == name1 and
+                     a1.element.name == el1 for a2 in r2 if a2.name == name2 and
+                     a2.element.name == el2 and (a1.altloc == a2.altloc or
+                                                 "\0" in (a1.altloc, a2.altloc))]
+            if not pairs or min(d for _, _, d in pairs) < near:
+                continue    # gemmi links it (or there is nothing to link)
+            for a1, a2, d in pairs:
+                if d > ideal + stretch:
+                    far.append(f"{_residue_label(ch, r1)} {a1.name}-{_residue_label(ch, r2)} "
+                               f"{a2.name} {d:.2f} Å")
+                    continue
+                conn = gemmi.Connection()
+                conn.name = f"polymer{len(st.connections) + 1}"
+                conn.type = gemmi.ConnectionType.Covale
+                conn.link_id = "p" if groups is _NUCLEOTIDE_GROUPS else \
+                    groups[cc2.group] + ("CIS" if _is_cis(r1, a1, a2, r2) else "TRANS")
+                conn.partner1 = gemmi.make_address(ch, r1, a1)
+                conn.partner2 = gemmi.make_address(ch, r2, a2)
+                conn.reported_distance = d
+                st.connections.append(conn)
+    if far:
+        R.log.append(f"warning: {len(far)} polymer link(s) too long to restrain (more than "
+                     f"{stretch:.1f} Å beyond ideal), left as chain breaks: " + "; ".join(far))
+
+
+def _is_cis(r1, c, n, r2) -> bool:
+    """Omega CA-C-N-CA within 60° of 0 (gemmi's rule); trans without both CA atoms."""
+    alt = n.altloc if n.altloc != "\0" else c.altloc
+    alt = alt if alt != "\0" else "*"
+    ca1 = r1.find_atom("CA", alt, gemmi.Element("C"))
+    ca2 = r2.find_atom("CA", alt, gemmi.Element("C"))
+    if ca1 is None or ca2 is None:
+        return False
+    return abs(gemmi.calculate_dihedral(ca1.pos, c.pos, n.pos, ca2.pos)) < np.radians(60)
 
 
 def _extract(R, topo, params):
@@ -170,17 +260,18 @@ def _extract(R, topo, params):
     R.planes = PlaneTerm(atoms, start, sig, lab)
 
 
-def _links(R, st, topo, n_records):
+def _links(R, st, topo, n_records, n_polymer):
     counts = {}
-    for ci in topo.chain_infos:
-        for ri in ci.res_infos:
-            for p in ri.prev:
-                if p.link_id:
-                    counts[p.link_id] = counts.get(p.link_id, 0) + 1
     used = {}
     for e in topo.extras:
         counts[e.link_id] = counts.get(e.link_id, 0) + 1
         used[(e.res1.name, str(e.res1.seqid), e.res2.name, str(e.res2.seqid))] = e.link_id
+    for ci in topo.chain_infos:
+        for ri in ci.res_infos:
+            for p in ri.prev:
+                key = (p.res1.name, str(p.res1.seqid), p.res2.name, str(p.res2.seqid))
+                if p.link_id and not (p.link_id == "gap" and key in used):
+                    counts[p.link_id] = counts.get(p.link_id, 0) + 1
     R.link_counts = counts
     model = st[0]
     for k, c in enumerate(st.connections):
@@ -193,13 +284,19 @@ def _links(R, st, topo, n_records):
         link_id = used.get(key) or used.get(key_r) or c.link_id or ""
         R.links.append({"link_id": link_id, "type": c.type.name,
                         "atoms": (_ix(a1.atom), _ix(a2.atom)),
-                        "origin": "record" if k < n_records else "distance",
+                        "origin": "record" if k < n_records else
+                        "polymer" if k < n_polymer else "distance",
                         "restrained": bool(used.get(key) or used.get(key_r))})
     n_auto = sum(1 for l in R.links if l["origin"] == "distance")
     if n_auto:
         R.log.append(f"links found by distance: {n_auto} ("
                      + ", ".join(sorted({l['link_id'] for l in R.links
                                          if l['origin'] == 'distance'})) + ")")
+    stretched = [l for l in R.links if l["origin"] == "polymer"]
+    if stretched:
+        R.log.append(f"stretched polymer links restrained: {len(stretched)} ("
+                     + ", ".join(R.model.atom_label(l["atoms"][0]) + "-"
+                                 + R.model.atom_label(l["atoms"][1]) for l in stretched) + ")")
 
 
 def _hydrogens(R, model):
