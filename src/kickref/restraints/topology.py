@@ -1,7 +1,10 @@
 """Topology: the restraints of a model from the monomer library (through gemmi), as terms.
 
 :func:`build_restraints` is the entry point: gemmi's ``prepare_topology`` gives the bonds,
-angles, torsions, chiral centres and planes (with links, explicit and found by distance);
+angles, torsions, chiral centres and planes (with links: explicit records; consecutive
+polymer residues linked from the sequence however stretched, up to ideal + 3.2 Å; others
+found by gemmi's ``add_automatic_links``, which takes a link up to 1.4× its ideal length,
+e.g. SG-SG 2.84 Å, a rule it hard-codes);
 from them come the riding-H parents, the B/ADP pairs and the non-bonded neighbour list
 (exclusions from the bond graph, :mod:`kickref.restraints.graph`). Atom indices are indices
 into the :class:`kickref.core.model.Model` arrays (each gemmi atom carries its index in
