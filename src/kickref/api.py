@@ -14,8 +14,10 @@ import warnings
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, NamedTuple
 
+from .io.files import process_age
 from .io.models import read_model
 from .io.reflections import check_model_data_compatible, read_reflections
+from .core import profile
 from .core.errors import KickrefError
 from .core.model import Model
 from .core.reflections import Reflections
@@ -235,31 +237,37 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     ``stop``: a :class:`kickref.refinement.minimize.StopFlag` to end the run early.
 
     Returns a :class:`~kickref.refinement.protocol.RefinementResult` (refined model, per-cycle
-    statistics, final statistics, geometry and map coefficients).
+    statistics, final statistics, geometry and map coefficients, and its ``profile``: time and
+    memory per phase, :mod:`kickref.core.profile`, kept running until the outputs are written).
     """
     from .refinement.protocol import RefineOptions, Refinement
     from .restraints import build_restraints
+    prof = profile.reset(process_age())
     h_read = "remove" if hydrogens == "remove" else "keep"
-    if isinstance(model, Model):
-        model = model.copy()            # never modify the caller's model
-    model, data = load_inputs(model, data, labin=labin, free_value=free_value, d_min=d_min,
-                              d_max=d_max, hydrogens=h_read)
+    with profile.phase("read_inputs"):
+        if isinstance(model, Model):
+            model = model.copy()            # never modify the caller's model
+        model, data = load_inputs(model, data, labin=labin, free_value=free_value, d_min=d_min,
+                                  d_max=d_max, hydrogens=h_read)
     say = log or (lambda s: None)
-    _check_model(model)
-    if hydrogens == "add":
-        model = add_hydrogens(model, monlib, ligands)
-    elif hydrogens not in ("keep", "remove"):
-        raise ValueError(f"hydrogens must be keep, remove or add, not {hydrogens!r}")
-    restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands, allow_unknown=allow_unknown,
-                                  hydrogens="keep")
-    say(data_columns(data))
-    for line in restraints.log:
-        say(line)
-    opts = RefineOptions(**options)
-    r = Refinement(model, data, restraints, opts, log=say, progress=progress)
+    with profile.phase("topology"):
+        _check_model(model)
+        if hydrogens == "add":
+            model = add_hydrogens(model, monlib, ligands)
+        elif hydrogens not in ("keep", "remove"):
+            raise ValueError(f"hydrogens must be keep, remove or add, not {hydrogens!r}")
+        restraints = build_restraints(model, monlib_dir=monlib, ligands=ligands,
+                                      allow_unknown=allow_unknown, hydrogens="keep")
+        say(data_columns(data))
+        for line in restraints.log:
+            say(line)
+        opts = RefineOptions(**options)
+        r = Refinement(model, data, restraints, opts, log=say, progress=progress)
     if stop is not None:
         r.stop = stop
-    return r.run()
+    res = r.run()
+    res.profile = prof
+    return res
 
 
 def _check_model(model: Model) -> None:

@@ -29,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.profile import format_table, phase
 from .files import (TEMP_PREFIX, acquire_lock, atomic_path, check_output_paths, json_ready, release_lock,
                     remove_stale_temps, write_json_atomic, write_text_atomic)
 from .maps import write_map_coefficients
@@ -142,9 +143,10 @@ def _fsync(path) -> None:
             os.close(fd)
 
 
-def summary_dict(result, inputs: dict | None = None) -> dict:
+def summary_dict(result, inputs: dict | None = None, profile: dict | None = None) -> dict:
     """The JSON summary. Bond/angle RMSDs: ``_non_h`` over restraints between non-hydrogen
-    atoms (what REFMAC reports and the weight targets), ``_all`` over all restraints."""
+    atoms (what REFMAC reports and the weight targets), ``_all`` over all restraints.
+    ``profile``: time and memory per phase (:meth:`kickref.core.profile.Profile.as_dict`)."""
     s, geo = result.statistics, result.geometry
     final = {k: s.get(k) for k in ("r_work", "r_free", "r_all", "r_work_cctbx", "r_free_cctbx", "n_refl",
                                     "n_work", "n_free", "n_outliers", "d_min", "d_max")}
@@ -165,6 +167,7 @@ def summary_dict(result, inputs: dict | None = None) -> dict:
         "cycles": cycles,
         "options": result.options.as_dict(),
         "timings": result.timings,
+        "profile": profile,
         "shells": s.get("shells"),
         "maps": getattr(result.map_coefficients, "info", None),
     })
@@ -259,13 +262,18 @@ def write_refinement_outputs(result, out: OutputSet, log_lines=(), inputs: dict 
                              title: str = "") -> dict:
     """Write every output of a refinement into ``out`` (a :class:`OutputSet` opened by
     :func:`refinement_output_set`) and commit it; returns {kind: path} of what was written.
-    The plot's warning (no matplotlib) is issued before the log is written, so the log has it."""
-    rem = remarks(result)
-    write_model_files(result.model, out, rem)
-    if result.map_coefficients is not None:
-        write_map_coefficients(result.map_coefficients, out.temp("mtz"))
-    if not plot_cycles(result.cycles, out.temp("png"), title=title):
-        warnings.warn("matplotlib not installed; no plot written", stacklevel=2)
-    write_text_atomic(out.temp("log"), "\n".join(log_lines) + "\n")
-    write_json_atomic(out.temp("json"), summary_dict(result, inputs))
+    The plot's warning (no matplotlib) is issued before the log is written, so the log has it.
+    With ``result.profile``, the profile up to the log and JSON (those two, written last, are
+    not timed) ends the log as a table and is the JSON's 'profile'."""
+    with phase("outputs"):
+        rem = remarks(result)
+        write_model_files(result.model, out, rem)
+        if result.map_coefficients is not None:
+            write_map_coefficients(result.map_coefficients, out.temp("mtz"))
+        if not plot_cycles(result.cycles, out.temp("png"), title=title):
+            warnings.warn("matplotlib not installed; no plot written", stacklevel=2)
+    prof = result.profile.as_dict() if getattr(result, "profile", None) is not None else None
+    table = format_table(prof) if prof else []
+    write_text_atomic(out.temp("log"), "\n".join([*log_lines, *table]) + "\n")
+    write_json_atomic(out.temp("json"), summary_dict(result, inputs, prof))
     return out.commit()

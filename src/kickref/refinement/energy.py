@@ -7,7 +7,10 @@ parameter packing lives in ``refinement.parameters``).
 """
 from __future__ import annotations
 
+from ..core.profile import phase
 from ..core.state import AtomGradient, AtomState
+
+PHASE = {"geometry": "restraints", "adp": "restraints"}     # profile phase of a term kind, else "target"
 from ..core.term import EnergyTerm
 
 
@@ -39,7 +42,8 @@ class Energy:
         for t in self.terms:
             if not t.enabled:
                 continue
-            v, g = t.compute(state, gradient=gradient)
+            with phase(PHASE.get(t.kind, "target")):
+                v, g = t.compute(state, gradient=gradient)
             f = self.factor(t)
             parts[t.name] = v
             total += f * v

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.lbfgs import lbfgs
+from ..core.profile import phase
 
 
 class StopFlag:
@@ -89,7 +90,13 @@ def minimize_energy(energy, params, state, max_iter: int, stop: StopFlag | None 
     """Minimize ``energy`` over ``params`` starting from ``state`` (modified in place).
 
     ``on_eval(value, parts)`` is called after every function evaluation (progress reporting).
+    Profiled as the "minimizer" phase (the terms' own phases nested inside).
     """
+    with phase("minimizer"):
+        return _minimize(energy, params, state, max_iter, stop, on_eval)
+
+
+def _minimize(energy, params, state, max_iter, stop, on_eval) -> MinimizeResult:
     if params.n == 0 or max_iter <= 0:
         v, _, _ = energy.compute(state, gradient=False)
         return MinimizeResult(v, 0, 0, False, "nothing to refine")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..core.profile import phase
 from ..core.selection import select_atoms  # noqa: F401 (re-exported)
 from ..xtal.fmodel import FModel
 from ..core.state import AtomState
@@ -113,6 +114,7 @@ class RefinementResult:
     interrupted: bool = False
     timings: dict = field(default_factory=dict)
     log: list = field(default_factory=list)
+    profile: object = None             # kickref.core.profile.Profile of the run (api.refine)
 
     @property
     def r_work(self):
@@ -278,8 +280,9 @@ class Refinement:
     def geometry_rmsd(self):
         """Bond and angle RMSD over restraints between non-hydrogen atoms, and the statistics of
         all restraints (with hydrogens) plus those two as 'rmsd_bond_non_h', 'rmsd_angle_non_h'."""
-        st = self.restraints.statistics(self.state)
-        out = [heavy_rmsd(self.restraints, self.state, kind) for kind in ("bond", "angle")]
+        with phase("restraints"):
+            st = self.restraints.statistics(self.state)
+            out = [heavy_rmsd(self.restraints, self.state, kind) for kind in ("bond", "angle")]
         st["rmsd_bond_non_h"], st["rmsd_angle_non_h"] = out
         return out[0], out[1], st
 
@@ -302,15 +305,16 @@ class Refinement:
     def precondition(self, params, name):
         """Set the parameters' curvature estimates for the current weights (see preconditioning)."""
         from .preconditioning import restraint_curvatures, xray_curvatures
-        cx = xray_curvatures(self.xray, self.state)
-        if not hasattr(self, "_restraint_curv"):
-            self._restraint_curv = restraint_curvatures(self.restraints, self.state.n_atoms)
-        cr = self._restraint_curv
-        w = self.weight
-        c = {"xyz": w * cx["xyz"] + cr["xyz"],
-             "b": w * cx["b"] + self.options.adp_weight * cr["b"],
-             "occ": w * cx["occ"]}
-        params.set_curvature(c)
+        with phase("precondition"):
+            cx = xray_curvatures(self.xray, self.state)
+            if not hasattr(self, "_restraint_curv"):
+                self._restraint_curv = restraint_curvatures(self.restraints, self.state.n_atoms)
+            cr = self._restraint_curv
+            w = self.weight
+            c = {"xyz": w * cx["xyz"] + cr["xyz"],
+                 "b": w * cx["b"] + self.options.adp_weight * cr["b"],
+                 "occ": w * cx["occ"]}
+            params.set_curvature(c)
 
     def _stage(self, energy, params, steps, name, adjust=False):
         self.xray.want = tuple(name.split("+"))
@@ -334,9 +338,11 @@ class Refinement:
     # ------------------------------------------------------------------ run
     def record(self, cycle, t0, note=""):
         fm = self.fmodel
-        st = fm.statistics()
+        with phase("statistics"):
+            st = fm.statistics()
         b, a, _ = self.geometry_rmsd()
-        value, _ = self.xray.compute(self.state, gradient=False)
+        with phase("statistics"):
+            value, _ = self.xray.compute(self.state, gradient=False)
         heavy = ~self.model.is_hydrogen
         beq = self.state.b_eq()
         c = CycleStats(cycle, st["r_work"], st["r_free"], value,
@@ -452,16 +458,17 @@ class Refinement:
     def finish(self, timings) -> RefinementResult:
         """Copy the state into the model, compute final statistics and map coefficients."""
         from ..xtal.maps import compute_map_coefficients
-        m = self.model
-        m.xyz[:] = self.state.xyz
-        m.b_iso[:] = self.state.b_iso
-        m.u_aniso[:] = self.state.u_aniso
-        m.is_aniso[:] = self.state.is_aniso
-        m.occ[:] = self.state.occ
-        stats = self.fmodel.statistics()
-        b, a, geo = self.geometry_rmsd()
-        stats["rmsd_bond"], stats["rmsd_angle"] = b, a
-        mc = compute_map_coefficients(self.fmodel, self.state)
+        with phase("outputs"):
+            m = self.model
+            m.xyz[:] = self.state.xyz
+            m.b_iso[:] = self.state.b_iso
+            m.u_aniso[:] = self.state.u_aniso
+            m.is_aniso[:] = self.state.is_aniso
+            m.occ[:] = self.state.occ
+            stats = self.fmodel.statistics()
+            b, a, geo = self.geometry_rmsd()
+            stats["rmsd_bond"], stats["rmsd_angle"] = b, a
+            mc = compute_map_coefficients(self.fmodel, self.state)
         return RefinementResult(m, self.cycles, self.options, stats, geo, mc, bool(self.stop), timings)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.profile import phase
 from ..core.state import AtomState
 
 from ..core.term import EnergyTerm
@@ -102,5 +103,6 @@ def free_kick_sigmaa(fmodel, state: AtomState, amplitude: float = 0.1, seed: int
     from ..xtal import sigmaa as sa
     fm = np.mean(fms, axis=0) if n_kicks > 1 else fms[0]
     d = fmodel.data
-    return sa.estimate_sigmaa(d.f_obs, d.sigma, fm, d.centric, d.epsilon, d.s2, fmodel.work,
-                              min_per_bin=500, used="work (free kick)", start=start)
+    with phase("scale"):
+        return sa.estimate_sigmaa(d.f_obs, d.sigma, fm, d.centric, d.epsilon, d.s2, fmodel.work,
+                                  min_per_bin=500, used="work (free kick)", start=start)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.profile import phase
 from ..core.state import AtomState
 from ..core.reflections import Reflections
 from . import sigmaa as _sigmaa
@@ -70,40 +71,43 @@ class FModel:
         """Recompute Fmask from the model's current coordinates (``state`` if given)."""
         if not self.bulk_solvent:
             return self.fmask
-        if state is not None:
-            self.model.xyz[:] = state.xyz
-            self.model.occ[:] = state.occ
-        st = self.model.sync_structure()
-        self.fmask = self.mask.fmask(st)
-        return self.fmask
+        with phase("mask"):
+            if state is not None:
+                self.model.xyz[:] = state.xyz
+                self.model.occ[:] = state.occ
+            st = self.model.sync_structure()
+            self.fmask = self.mask.fmask(st)
+            return self.fmask
 
     def fit_scale(self, fitter=None, full: bool = True) -> ScaleModel:
         """Fit k, aniso B, k_sol, B_sol (and shell factors) on the work set; LS unless ``fitter``.
 
         ``full=False`` starts from the current scale instead of a (k_sol, B_sol) grid search.
         """
-        w = self.work
-        fo = self.data.f_obs
-        if fitter is not None:
-            self.scale = fitter(self)
-        else:
-            self.scale = fit_ls(fo[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w], self.basis,
-                                self.scale, fit_solvent=self.bulk_solvent,
-                                grid_search=not self._scale_fitted or full)
-            self._scale_fitted = True
-        if self.scale_shells:
-            fit_shells(fo[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w], self.scale,
-                       self.scale_shells)
-        return self.scale
+        with phase("scale"):
+            w = self.work
+            fo = self.data.f_obs
+            if fitter is not None:
+                self.scale = fitter(self)
+            else:
+                self.scale = fit_ls(fo[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w], self.basis,
+                                    self.scale, fit_solvent=self.bulk_solvent,
+                                    grid_search=not self._scale_fitted or full)
+                self._scale_fitted = True
+            if self.scale_shells:
+                fit_shells(fo[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w], self.scale,
+                           self.scale_shells)
+            return self.scale
 
     def fit_scale_ml(self, sigmaa) -> ScaleModel:
         """Refit k, aniso B, k_sol, B_sol by maximum likelihood on the work set, D and S fixed."""
-        w = self.work
-        d = self.data
-        self.scale = fit_ml(d.f_obs[w], d.sigma[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w],
-                            self.basis, d.centric[w], d.epsilon[w], sigmaa.D[w], sigmaa.S[w], self.scale,
-                            fit_solvent=self.bulk_solvent)
-        return self.scale
+        with phase("scale"):
+            w = self.work
+            d = self.data
+            self.scale = fit_ml(d.f_obs[w], d.sigma[w], self.fc[w], self.fmask[w], self.s2[w], self.q6[w],
+                                self.basis, d.centric[w], d.epsilon[w], sigmaa.D[w], sigmaa.S[w], self.scale,
+                                fit_solvent=self.bulk_solvent)
+            return self.scale
 
     def sigmaa(self, use: str = "auto", start=None) -> _sigmaa.SigmaA:
         """D and S per bin from the test set (all reflections when there is none).
@@ -114,15 +118,17 @@ class FModel:
         if use == "auto":
             use = "test" if d.has_free and d.free.sum() >= 10 else "all"
         sel = {"test": self.free, "work": self.work, "all": ~self.outliers}[use]
-        return _sigmaa.estimate_sigmaa(d.f_obs, d.sigma, np.abs(self.f_model), d.centric, d.epsilon,
-                                       d.s2, sel, used=use, start=start)
+        with phase("scale"):
+            return _sigmaa.estimate_sigmaa(d.f_obs, d.sigma, np.abs(self.f_model), d.centric, d.epsilon,
+                                           d.s2, sel, used=use, start=start)
 
     def update_outliers(self, p_cut: float = 1e-6) -> int:
         d = self.data
         sa = self.sigmaa()
-        self.outliers = _sigmaa.outlier_flags(d.f_obs, d.sigma, np.abs(self.f_model), d.centric,
-                                              d.epsilon, sa.D, sa.S, p_cut)
-        return int(self.outliers.sum())
+        with phase("scale"):
+            self.outliers = _sigmaa.outlier_flags(d.f_obs, d.sigma, np.abs(self.f_model), d.centric,
+                                                  d.epsilon, sa.D, sa.S, p_cut)
+            return int(self.outliers.sum())
 
     def update_all(self, state: AtomState, mask: bool = True, scale: bool = True, fitter=None,
                    full: bool = True):

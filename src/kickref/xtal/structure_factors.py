@@ -21,6 +21,7 @@ import numpy as np
 import scipy.fft
 
 from ..core.adp import EIGHT_PI2, min_eigenvalue, sym6_to_mat
+from ..core.profile import phase
 from ..core.state import AtomGradient, AtomState
 from . import density_kernels as K
 from .form_factors import N_GAUSS, gaussian_coefficients
@@ -227,11 +228,12 @@ class StructureFactorCalculator:
 
     def calculate(self, state: AtomState, elements) -> np.ndarray:
         """Complex structure factors Fc(h) (electrons) of the atoms and their symmetry mates."""
-        blur = self.blur_for(state)
-        grid = self.density(state, elements, blur)
-        X = scipy.fft.rfftn(grid, workers=N_THREADS)
-        G = self.lookup.gather(X)
-        return G * (self.volume / self.n_points) * np.exp(blur * self.s2 / 4.0)
+        with phase("fc"):
+            blur = self.blur_for(state)
+            grid = self.density(state, elements, blur)
+            X = scipy.fft.rfftn(grid, workers=N_THREADS)
+            G = self.lookup.gather(X)
+            return G * (self.volume / self.n_points) * np.exp(blur * self.s2 / 4.0)
 
     # ----------------------------------------------------------- gradient
     def gradient_map(self, dT_dF: np.ndarray, blur: float) -> np.ndarray:
@@ -246,9 +248,10 @@ class StructureFactorCalculator:
 
         ``want``: which parts to compute ('xyz', 'adp', 'occ'); the others are left at zero.
         """
-        blur = self.blur_for(state)
-        gmap = self.gradient_map(dT_dF, blur)
-        return self.gather_gradient(state, elements, gmap, blur, want)
+        with phase("gradient"):
+            blur = self.blur_for(state)
+            gmap = self.gradient_map(dT_dF, blur)
+            return self.gather_gradient(state, elements, gmap, blur, want)
 
     def gather_gradient(self, state: AtomState, elements, gmap: np.ndarray, blur: float,
                         want=("xyz", "adp", "occ")) -> AtomGradient:
