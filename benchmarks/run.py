@@ -10,6 +10,7 @@ BENCHES = [
     ("structure factors vs gemmi", ["fc_bench.py"]),
     ("geometry energy vs one Fc", ["geometry_bench.py"]),
     ("refinement: kickref vs servalcat, judged by cctbx", ["refine_bench.py", "--reuse"]),
+    ("refinement time and memory per phase (profile)", ["profile_bench.py"]),
     ("kick refinement vs plain refinement from 0.8 Å-shaken starts", ["kick_bench.py"]),
     ("figure: kick map next to the plain 2mFo-DFc map (1cbs)", ["kick_map_figure.py"]),
     ("partial model in experimental (Xe-SAD) phases: density combination vs refine (gamma)",
