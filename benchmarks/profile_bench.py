@@ -49,7 +49,7 @@ def run_case(name: str, timeout: float = 3600) -> dict:
         return {"case": name, "error": f"rc {p.returncode}: {last}"}
     summary = json.loads((run_dir / "out.json").read_text())
     prof = summary["profile"]
-    return {"case": name, "wall_s": wall, "exit_s": wall - prof["wall_s"], "profile": prof,
+    return {"case": name, "wall_s": wall, "exit_s": wall - prof["total_s"], "profile": prof,
             "r_work": summary["final"]["r_work"], "r_free": summary["final"]["r_free"],
             "n_cycles": len(summary["cycles"]) - 1}
 
