@@ -17,7 +17,8 @@ the summary go to benchmarks/results/far_starts.json.
    beyond CB rotated by ±120° about CA–CB: bond lengths and angles kept), a few peptide planes
    flipped (C, O of residue i and N of i+1 rotated by 180° about the CA(i)–CA(i+1) axis, as Coot's
    pepflip; never before Pro), one 10-residue loop shifted rigidly by 2.5 Å in a random direction
-   with both ends ramped over 2 residues atom by atom (so no C–N link stretches past 2 Å), then
+   with both ends ramped over 2 residues atom by atom (so no C–N link stretches past 2 Å; the
+   window of Cα farthest from the centroid, which may hold helix), then
    a 0.3 Å RMS Gaussian shake of all atoms (shake.py, links kept within 2 Å). Alternative
    conformations: first one kept at occupancy 1 (MR models have none). Hydrogens (3zt9's riding
    H) removed: refinement programs add them. B-factors: all set to the deposited model's mean
@@ -456,6 +457,8 @@ def main(argv=None) -> int:
         write_cif(st, path)
         deposited = read(DATA / spec["case"] / spec["model"])
         info.update(compare(read(path), deposited))
+        g = judge_mod.geometry_rmsd(path, SHARED / "monomers")
+        info["geometry"] = {k: g[k] for k in ("bond_rmsd", "angle_rmsd", "bond_max", "angle_max")}
         data = DATA / spec["case"] / spec["data"]
         rv = r_values(path, data, spec["cctbx"], mvd)
         info.update(name=name, case=spec["case"], model=str(path.relative_to(ROOT)),

@@ -15,6 +15,8 @@ BENCHES = [
     ("figure: kick map next to the plain 2mFo-DFc map (1cbs)", ["kick_map_figure.py"]),
     ("partial model in experimental (Xe-SAD) phases: density combination vs refine (gamma)",
      ["gamma_partial.py"]),
+    ("far starts (MR-like 4hg7 from 4qo4; 1cbs, 3zt9 with local-minimum errors): build + R",
+     ["far_starts.py"]),
 ]
 
 
