@@ -222,42 +222,33 @@ def data_cases():
 
 
 def model_cases():
-    def one_point(t):
-        def edit(st):
-            for r in st[0][0]:
-                for a in r:
-                    a.pos = gemmi.Position(1, 2, 3)
-        m = _edited_model(t, edit)
-        return _refine(m, _shared("5e5z")[1], "--hydrogens", "keep"), [m]
+    def edited(edit, *extra):
+        """A case builder: 5e5z edited by ``edit(structure)``, then refined with ``extra``."""
+        def build(t):
+            m = _edited_model(t, edit)
+            return _refine(m, _shared("5e5z")[1], *extra), [m]
+        return build
 
-    def duplicated_residue(t):
-        m = _edited_model(t, lambda st: st[0][0].add_residue(st[0][0][2]))
-        return _refine(m, _shared("5e5z")[1], "--hydrogens", "keep"), [m]
+    def one_point(st):
+        for r in st[0][0]:
+            for a in r:
+                a.pos = gemmi.Position(1, 2, 3)
 
-    def duplicated_atom(t):
-        def edit(st):
-            a = st[0][0][1][0].clone()
-            a.pos = gemmi.Position(a.pos.x + 2.5, a.pos.y, a.pos.z)
-            st[0][0][1].add_atom(a)
-        m = _edited_model(t, edit)
-        return _refine(m, _shared("5e5z")[1], "--hydrogens", "keep"), [m]
+    def duplicated_atom(st):
+        a = st[0][0][1][0].clone()
+        a.pos = gemmi.Position(a.pos.x + 2.5, a.pos.y, a.pos.z)
+        st[0][0][1].add_atom(a)
 
-    def hydrogens_only(t):
-        def edit(st):
-            for r in st[0][0]:
-                for a in r:
-                    a.element = gemmi.Element("H")
-                    a.name = "H" + a.name[1:] if len(a.name) > 1 else "H"
-        m = _edited_model(t, edit)
-        return _refine(m, _shared("5e5z")[1], "--hydrogens", "keep"), [m]
+    def hydrogens_only(st):
+        for r in st[0][0]:
+            for a in r:
+                a.element = gemmi.Element("H")
+                a.name = "H" + a.name[1:] if len(a.name) > 1 else "H"
 
-    def zero_occupancy(t):
-        def edit(st):
-            for r in st[0][0]:
-                for a in r:
-                    a.occ = 0.0
-        m = _edited_model(t, edit)
-        return _refine(m, _shared("5e5z")[1]), [m]
+    def zero_occupancy(st):
+        for r in st[0][0]:
+            for a in r:
+                a.occ = 0.0
 
     def unknown_residue(t):
         m, d = _shared("1cbs")
@@ -284,11 +275,12 @@ def model_cases():
         return ["geometry", t / "gone.cif"], []
 
     return [
-        _c("all atoms at one point", one_point, message="closer than 0.1"),
-        _c("a residue written twice", duplicated_residue, message="appears"),
-        _c("an atom written twice", duplicated_atom, message="appears 2 times"),
-        _c("hydrogens only", hydrogens_only, message="no non-hydrogen atoms"),
-        _c("every occupancy zero", zero_occupancy, message="occupancy 0"),
+        _c("all atoms at one point", edited(one_point, "--hydrogens", "keep"), message="closer than 0.1"),
+        _c("a residue written twice", edited(lambda st: st[0][0].add_residue(st[0][0][2]), "--hydrogens", "keep"),
+           message="appears"),
+        _c("an atom written twice", edited(duplicated_atom, "--hydrogens", "keep"), message="appears 2 times"),
+        _c("hydrogens only", edited(hydrogens_only, "--hydrogens", "keep"), message="no non-hydrogen atoms"),
+        _c("every occupancy zero", edited(zero_occupancy), message="occupancy 0"),
         _c("ligand without a dictionary (1cbs REA)", unknown_residue, message="REA"),
         _c("--select matching no atom", _refine_5e5z_with("--select", "Z/900-901"), message="matches no atoms"),
         _c("--select malformed", _refine_5e5z_with("--select", "//A/((("), message="select"),

@@ -171,48 +171,40 @@ def scale_shells_arg(text):
     return v
 
 
-def kick_range_arg(text):
-    """--kick, --kick-b: START[:END] in numbers ≥ 0, as :func:`parse_range`."""
-    try:
-        return parse_range(text)
-    except ValueError:
-        raise _argument_error("START[:END] with numbers ≥ 0 (e.g. 0.8:0)", repr(text)) from None
+def checked_by(parse, what: str, result: bool = False):
+    """argparse type: ``text`` accepted when ``parse(text)`` raises nothing (a bad value: 'must
+    be ``what``'); returns parse's result when ``result``, else the text as given."""
+    def conv(text):
+        try:
+            parsed = parse(text)
+        except Exception:
+            raise _argument_error(what, repr(text)) from None
+        return parsed if result else text
+    conv.__name__ = getattr(parse, "__name__", "value")
+    return conv
 
 
-def labin_arg(text):
-    """--labin: F,SIGF[,FREE] (checked, returned as given)."""
+def _labin_items(text):
     items = [x.strip() for x in str(text).split(",")]
     if len(items) not in (2, 3) or not all(items):
-        raise _argument_error("F,SIGF[,FREE] or I,SIGI[,FREE] (comma-separated column labels)", repr(text))
-    return text
+        raise ValueError(text)
 
 
-def map_coeffs_arg(text):
-    """--map-coeffs: FILE:F,PHI (checked, returned as given)."""
-    try:
-        parse_map_coefficients_argument(text)
-    except ValueError:
-        raise _argument_error("FILE:F,PHI (e.g. maps.mtz:FWT,PHWT)", repr(text)) from None
-    return text
-
-
-def map_hl_arg(text):
-    """--map-hl: FILE:HLA,HLB,HLC,HLD (checked, returned as given)."""
-    try:
-        parse_map_hl_argument(text)
-    except ValueError:
-        raise _argument_error("FILE:HLA,HLB,HLC,HLD (e.g. phases.mtz:HLA,HLB,HLC,HLD)", repr(text)) from None
-    return text
-
-
-def selection_arg(text):
-    """A gemmi selection string (syntax checked, returned as given)."""
+def _gemmi_selection(text):
     import gemmi
-    try:
-        gemmi.Selection(text)
-    except Exception:
-        raise _argument_error("a gemmi selection (e.g. //A/10-20)", repr(text)) from None
-    return text
+    gemmi.Selection(text)
+
+
+# START[:END] in numbers ≥ 0, as parse_range (--kick, --kick-b)
+kick_range_arg = checked_by(parse_range, "START[:END] with numbers ≥ 0 (e.g. 0.8:0)", result=True)
+# F,SIGF[,FREE] (--labin)
+labin_arg = checked_by(_labin_items, "F,SIGF[,FREE] or I,SIGI[,FREE] (comma-separated column labels)")
+# FILE:F,PHI (--map-coeffs)
+map_coeffs_arg = checked_by(parse_map_coefficients_argument, "FILE:F,PHI (e.g. maps.mtz:FWT,PHWT)")
+# FILE:HLA,HLB,HLC,HLD (--map-hl)
+map_hl_arg = checked_by(parse_map_hl_argument, "FILE:HLA,HLB,HLC,HLD (e.g. phases.mtz:HLA,HLB,HLC,HLD)")
+# a gemmi selection string (--select, --part, --envelope)
+selection_arg = checked_by(_gemmi_selection, "a gemmi selection (e.g. //A/10-20)")
 
 
 def check_resolution(args):

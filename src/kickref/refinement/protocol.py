@@ -25,7 +25,7 @@ from .energy import Energy
 from .minimize import StopFlag, minimize_energy
 from ..core.adp import EIGHT_PI2
 from .parameters import B_MIN, CombinedParameters, Parameters, find_occupancy_groups
-from .weighting import (BOND_RMSD_REFINE, adjust_weight, equal_chunk, heavy_rmsd, initial_weight,
+from .weighting import (BOND_RMSD_REFINE, adjust_weight, equal_chunk, initial_weight,
                         minimize_in_chunks, restraint_terms, xyz_parameters)
 
 
@@ -282,7 +282,7 @@ class Refinement:
         all restraints (with hydrogens) plus those two as 'rmsd_bond_non_h', 'rmsd_angle_non_h'."""
         with phase("restraints"):
             st = self.restraints.statistics(self.state)
-            out = [heavy_rmsd(self.restraints, self.state, kind) for kind in ("bond", "angle")]
+        out = [st[kind]["rmsd_non_h"] for kind in ("bond", "angle")]
         st["rmsd_bond_non_h"], st["rmsd_angle_non_h"] = out
         return out[0], out[1], st
 
