@@ -110,6 +110,9 @@ PHASE_CAL_RUNS = {
 
 
 FIGURE_RUNS = ("dens_comb+data", "dens_comb+data rad_mask12", "phase_comb", "phase_comb calibrated")
+# the run whose final phases are analysed (why the missing region does not gain: phase_analysis)
+ANALYSIS_RUN = "phase_comb calibrated"
+MODEL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def peers_mvd():
@@ -175,6 +178,68 @@ def r_factors(model_path, data, mvd):
     return out
 
 
+def phase_analysis(res, data_path, sad, ref_map, masks) -> dict:
+    """Where the combined phases stand, for the final combination of ``res`` (phase mode): mean
+    phase difference (degrees, |Fo|-weighted and plain) to the deposited model's phases (Fmodel of
+    1gyu.pdb without bulk solvent: the reference map's phases) of the SAD centroid phases (as in
+    the file and calibrated), of the partial model's σA phases and of the combined phases; the CC
+    of m|Fo|e^{iφ} maps when the model's HL enter with a weight w (w = 1 is the combination used);
+    and the ceiling, |Fo| with the deposited model's phases."""
+    from kickref.core.reflections import hkl_keys
+    from kickref.xtal.phase_probability import centric_phases, combine_hl, hl_centroid
+    mc = res.map_coefficients
+    p = res.phases
+    ref = kickref.compute_maps(str(CASE / "1gyu.pdb"), str(data_path), bulk_solvent=False).map_coefficients
+    pos = {k: i for i, k in enumerate(hkl_keys(np.asarray(ref.hkl)).tolist())}
+    j = np.array([pos.get(k, -1) for k in hkl_keys(np.asarray(mc.hkl)).tolist()])
+    ok = (j >= 0) & np.isfinite(mc.f_obs)
+    phi_ref = np.angle(np.asarray(ref.fmodel)[np.maximum(j, 0)])
+    fo = np.nan_to_num(mc.f_obs)
+    cen, phic = centric_phases(mc.hkl, mc.spacegroup)
+    has_exp = np.all(np.isfinite(p["hl_experimental"]), axis=1)
+    model_used = np.any(p["hl_model"][:, :2] != 0, axis=1)
+
+    def err(phi, sel):
+        d = np.degrees(np.abs(np.angle(np.exp(1j * (phi - phi_ref)))))[sel & ok]
+        w = fo[sel & ok]
+        return {"mean": round(float(d.mean()), 2), "fo_weighted": round(float((d * w).sum() / w.sum()), 2),
+                "n": int(d.size)}
+
+    from kickref.io.reflections import read_hl_coefficients
+    from kickref.xtal.phase_probability import hl_on_hkl
+    h = read_hl_coefficients(str(CASE / "gamma_sad_phases.mtz"), ("HLA", "HLB", "HLC", "HLD"))
+    hl_file = np.nan_to_num(hl_on_hkl(h["hkl"], h["abcd"], mc.hkl, mc.spacegroup))
+    hl_e = np.nan_to_num(p["hl_experimental"])
+    phi_file, m_file = hl_centroid(hl_file, cen, phic)
+    phi_cal, m_cal = hl_centroid(hl_e, cen, phic)
+    phi_mod, m_mod = hl_centroid(p["hl_model"], cen, phic)
+    both = has_exp & model_used
+    out = {"reference_phases": "Fmodel of the deposited 1gyu.pdb (no bulk solvent)",
+           "phase_error_deg": {"sad_file": err(phi_file, has_exp), "sad_calibrated": err(phi_cal, has_exp),
+                               "model": err(phi_mod, model_used), "combined": err(p["phi"], has_exp),
+                               "sad_file_where_model": err(phi_file, both), "combined_where_model": err(p["phi"], both)},
+           "mean_fom": {"sad_file": float(m_file[has_exp].mean()), "sad_calibrated": float(m_cal[has_exp].mean()),
+                        "model": float(m_mod[model_used].mean()), "combined": float(p["fom"][has_exp].mean())}}
+
+    def map_cc(f):
+        g = density_map_from_coefficients(sad.cell, sad.spacegroup, mc.hkl, f, sad.d_min, shape=sad.shape).grid
+        return {k: round(cc(g, ref_map, m), 4) for k, m in masks.items()}
+
+    out["cc_by_model_weight"] = {}
+    for w in MODEL_WEIGHTS:
+        ph, m = hl_centroid(combine_hl(hl_e, w * p["hl_model"]), cen, phic)
+        out["cc_by_model_weight"][str(w)] = dict(map_cc(m * fo * np.exp(1j * ph)),
+                                                 phase_error=err(ph, has_exp)["mean"])
+    # one scale k for all bins instead of the ML k (<= 4) of the calibration, model HL as used
+    out["cc_by_experimental_scale"] = {}
+    for k in (4.0, 8.0, 16.0, 32.0):
+        ph, m = hl_centroid(combine_hl(k * hl_file, p["hl_model"]), cen, phic)
+        out["cc_by_experimental_scale"][str(k)] = dict(map_cc(m * fo * np.exp(1j * ph)),
+                                                       phase_error=err(ph, has_exp)["mean"])
+    out["cc_ceiling_fo_deposited_phases"] = map_cc(np.where(ok, fo * np.exp(1j * phi_ref), 0.0))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-variants", action="store_true", help="skip the variations (VARIANTS)")
@@ -216,6 +281,7 @@ def main(argv=None) -> int:
         runs = {k: v for k, v in runs.items() if k in args.only}
         rows = []
     maps_for_figure = {}
+    analysis = None
     for name, (with_data, changes) in runs.items():
         opts = dict(DENS_COMB, **changes)
         t0 = time.perf_counter()
@@ -241,6 +307,9 @@ def main(argv=None) -> int:
                                "k_raw_first": res.history[0]["hl_scale_raw"],
                                "k_raw_last": res.history[-1]["hl_scale_raw"]}
         rows.append(row)
+        if name == ANALYSIS_RUN:
+            analysis = phase_analysis(res, data, sad, model_map, masks)
+            print(json.dumps(analysis), flush=True)
         if name in FIGURE_RUNS:
             maps_for_figure[f"combined map: {name}"] = (comb, res.model)
         print(json.dumps({k: row[k] for k in ("name", "time_s", "cc_combined", "cc_map_fo", "xyz_rmsd")}),
@@ -291,6 +360,8 @@ def main(argv=None) -> int:
         rank = {n: i for i, n in enumerate(order)}
         result["runs"] = sorted(old + list(new.values()), key=lambda r: rank.get(r["name"], len(order)))
         result["cc_sad"] = sad_cc
+        if analysis is not None:
+            result["phase_analysis"] = analysis
         (RESULTS / "gamma_partial.json").write_text(json.dumps(result, indent=1, default=str))
         print(format_table(result))
         if set(FIGURE_RUNS) <= set(maps_for_figure_names(maps_for_figure)):
@@ -307,7 +378,7 @@ def main(argv=None) -> int:
               "sad_map": {"mean_fom": sad.info["mean_fom"], "d_min": sad.d_min, "grid": list(sad.shape)},
               "reference_map": "Fc of the deposited 1gyu.pdb (no bulk solvent) to the data's d_min",
               "mask_radius": MASK_RADIUS, "mask_points": {k: int(m.sum()) for k, m in masks.items()},
-              "cc_sad": sad_cc, "runs": rows}
+              "cc_sad": sad_cc, "runs": rows, **({"phase_analysis": analysis} if analysis else {})}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "gamma_partial.json").write_text(json.dumps(result, indent=1, default=str))
     print(format_table(result))

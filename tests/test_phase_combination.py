@@ -182,6 +182,15 @@ def test_phase_combination_run_on_gamma(tmp_path):
     assert first["mean_fom_experimental_calibrated"] > first["mean_fom_experimental"]
     assert res.combined_map.grid.shape == res.fo_map.grid.shape
     assert np.isfinite(res.model.xyz).all()
+    # the last combination is returned: the combined HL are the sum of experimental and model HL,
+    # and φ_comb, FOM are their centroid
+    p = res.phases
+    np.testing.assert_allclose(p["hl_combined"], np.nan_to_num(p["hl_experimental"]) + p["hl_model"])
+    phi, m = hl_centroid(p["hl_combined"], *centric_phases(res.map_coefficients.hkl, res.map_coefficients.spacegroup))
+    np.testing.assert_allclose(m, p["fom"], atol=1e-9)
+    assert abs(m.mean() - last["mean_fom_combined"]) < 1e-9
+    assert not np.any(p["hl_model"][~p["model_used"]])          # no model phases on the test set
+    assert np.all(res.map_coefficients.delfwt[~p["model_used"]] == 0)
 
 
 def test_phase_combination_cli(tmp_path, capsys):
@@ -191,6 +200,22 @@ def test_phase_combination_cli(tmp_path, capsys):
                "--combination", "phase", "--steps", "2", "--recombine-every", "2", "--hydrogens", "keep",
                "-o", str(prefix), "-q"])
     assert rc == 0 and (tmp_path / "pc.pdb").exists() and (tmp_path / "pc_combined.ccp4").exists()
+    # the combined phases as map coefficients: FWT/PHWT the combined map, PHCOMB and the HL
+    mtz = gemmi.read_mtz_file(str(tmp_path / "pc.mtz"))
+    labels = [c.label for c in mtz.columns]
+    for lab in ("FP", "FWT", "PHWT", "DELFWT", "FOM", "PHCOMB", "HLACOMB", "HLBCOMB", "HLCCOMB", "HLDCOMB"):
+        assert lab in labels
+    fom = mtz.column_with_label("FOM").array
+    fom = fom[np.isfinite(fom)]
+    assert 0.7 < fom.mean() < 1.0 and fom.max() <= 1.0
+    # PHWT is the centroid of the written combined HL (PHCOMB), FWT = FOM·FP
+    ph = mtz.column_with_label("PHWT").array
+    pc = mtz.column_with_label("PHCOMB").array
+    fwt, fp = mtz.column_with_label("FWT").array, mtz.column_with_label("FP").array
+    big = fwt > 1e-3 * np.nanmax(fwt)
+    dphi = np.degrees(np.angle(np.exp(1j * np.radians(ph[big] - pc[big]))))
+    assert np.abs(dphi).max() < 0.01
+    np.testing.assert_allclose(fwt, mtz.column_with_label("FOM").array * fp, rtol=1e-4, atol=1e-3)
 
 
 def test_phase_combination_without_calibration_uses_the_file_hl(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import api
 from ..core.errors import KickrefError
 from ..io.files import write_text_atomic
+from ..io.maps import combined_phase_columns, write_map_coefficients
 from ..io.outputs import OutputSet, lock_path, output_paths, refinement_output_set, write_refinement_outputs
 from ..refinement.minimize import StopFlag
 from ..refinement.protocol import RefineOptions
@@ -266,6 +267,8 @@ def run_map(args, lines):
     paths = {k: full[k] for k in ("pdb", "cif", "json", "log")}
     if args.dens_comb:
         paths["combined"] = full["pdb"].removesuffix(".pdb") + "_combined.ccp4"
+        if args.combination == "phase":
+            paths["mtz"] = full["mtz"]
     stop = StopFlag()
     with OutputSet(paths, input_paths(args), lock_path(full["pdb"])) as out, stop:
         lines.append(f"command: {args.command_line}")
@@ -281,7 +284,7 @@ def run_map(args, lines):
                                           **common, **({k: v for k, v in load_options(args).items() if k != "hydrogens"}
                                                        if args.data else {}))
             model, info = res.model, {"history": res.history, "weight": res.weight, "interrupted": res.interrupted,
-                                      "files": [paths["combined"]]}
+                                      "files": [paths["combined"]] + ([paths["mtz"]] if "mtz" in paths else [])}
         else:
             if hl is not None and args.data:
                 common["hl"] = hl + (args.data,)
@@ -292,6 +295,8 @@ def run_map(args, lines):
                    "map": args.map or args.map_coeffs or args.map_hl, **info}
         with stop.deferred():
             write_model_files(model, out)
+            if args.dens_comb and res.map_coefficients is not None:
+                write_map_coefficients(res.map_coefficients, out.temp("mtz"), combined_phase_columns(res.phases))
             write_text_atomic(out.temp("log"), "\n".join(lines) + "\n")
             write_json(out.temp("json"), summary)
             written = out.commit()

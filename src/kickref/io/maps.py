@@ -61,6 +61,17 @@ def write_map_coefficients(mc, path, extra: dict | None = None) -> None:
         mtz.write_to_file(tmp)
 
 
+def combined_phase_columns(phases: dict) -> dict:
+    """Extra MTZ columns of a phase combination (``phases`` of a density-combination result):
+    PHCOMB (P, degrees) the combined centroid phase and HLACOMB..HLDCOMB (A) the combined HL
+    coefficients (REFMAC's labels for phased refinement), for :func:`write_map_coefficients`."""
+    hl = np.asarray(phases["hl_combined"], dtype=np.float64).reshape(-1, 4)
+    cols = {"PHCOMB": ("P", np.degrees(np.asarray(phases["phi"])))}
+    for i, x in enumerate("ABCD"):
+        cols[f"HL{x}COMB"] = ("A", hl[:, i])
+    return cols
+
+
 def ccp4_map_paths(prefix) -> dict:
     """{'2fofc': PREFIX_2fofc.ccp4, 'fofc': PREFIX_fofc.ccp4}: the files of :func:`write_ccp4_maps`."""
     return {name: f"{prefix}_{name}.ccp4" for name in ("2fofc", "fofc")}

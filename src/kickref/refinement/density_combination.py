@@ -76,6 +76,7 @@ from ..targets.difference_map import MapConvolutionTerm
 from ..xtal.density_map import DensityMap
 from ..xtal.fmodel import FModel
 from ..xtal.fourier import coefficients_to_grid, grid_to_coefficients
+from ..xtal.maps import MapCoefficients
 from ..xtal.phase_probability import (calibrate_hl_scale, centric_phases, combine_hl, hl_centroid,
                                       hl_on_hkl, model_hl, scale_hl)
 from ..xtal.structure_factors import StructureFactorCalculator, ops_arrays
@@ -207,6 +208,7 @@ class DensityCombination:
                                        name="density_combination")
         self.term.kind = "density"
         self.combined = None
+        self.phases = None                                         # phase mode: last combination
         self.f_comb = None
         self.k_shell = None
         self.stats = {}
@@ -285,6 +287,8 @@ class DensityCombination:
             _, m_cal = hl_centroid(np.where(has_exp[:, None], hl_e, 0.0), self.data_centric, self.data_phic)
             cal["mean_fom_experimental_calibrated"] = float(m_cal[has_exp].mean()) if has_exp.any() else 0.0
         e = np.exp(1j * phi)
+        self.phases = {"phi": phi, "fom": m, "hl_combined": hl_c, "hl_experimental": hl_e, "hl_model": hl_m,
+                       "f_model": fm, "D": np.asarray(sa.D), "model_used": use}
         f_best = self._on_hkl(m * d.f_obs * e)
         grid = coefficients_to_grid(self.cell, self.spacegroup, self.hkl, f_best, self.shape)
         mean, rms = float(grid.mean()), float(grid.std())
@@ -355,6 +359,21 @@ class DensityCombination:
         self.stats.update({"r_combined": r, "amplitudes_from": self.amplitudes_from})
         return dict(self.stats)
 
+    def map_coefficients(self) -> MapCoefficients | None:
+        """Phase mode: the last combination as map coefficients on the data's reflections (None in
+        real-space mode): FWT = m_comb|Fo|e^{iφ_comb} (the combined map), DELFWT = FWT − D·Fm on
+        the reflections whose model phases were used (work set, not outliers; 0 elsewhere), FC_ALL
+        = Fm (all atoms), FOM = m_comb; ``phases`` holds φ_comb and the HL (combined, experimental
+        as used, model)."""
+        if self.combination != "phase" or self.phases is None:
+            return None
+        d, p = self.data, self.phases
+        fwt = p["fom"] * d.f_obs * np.exp(1j * p["phi"])
+        delfwt = np.where(p["model_used"], fwt - p["D"] * p["f_model"], 0.0)
+        return MapCoefficients(d.cell, d.spacegroup, d.hkl, fwt, delfwt, p["f_model"], p["fom"], d.f_obs,
+                               d.sigma, np.asarray(d.free, bool) if d.has_free else np.zeros(len(d.hkl), bool),
+                               np.ones(len(d.hkl), bool), {"phases": "combined (experimental HL + model σA HL)"})
+
     def combined_map(self) -> DensityMap:
         return DensityMap(self.combined.copy(), self.cell, self.spacegroup, self.d_min, "combined map")
 
@@ -375,6 +394,8 @@ class DensityCombinationResult:
     files: list = field(default_factory=list)
     weight: float = 0.0
     interrupted: bool = False
+    map_coefficients: MapCoefficients | None = None     # phase mode: the last combination
+    phases: dict | None = None                          # phase mode: φ_comb, FOM, HL (data order)
 
 
 def run_density_combination(model, external_map: DensityMap, restraints, data=None, part=None,
@@ -443,4 +464,5 @@ def run_density_combination(model, external_map: DensityMap, restraints, data=No
     for f in files:
         log(f"wrote {f}")
     history[-1]["time"] = time.perf_counter() - t0
-    return DensityCombinationResult(model, state, cmap, fomap, history, files, w.value, bool(stop))
+    return DensityCombinationResult(model, state, cmap, fomap, history, files, w.value, bool(stop),
+                                    dc.map_coefficients(), dc.phases)
