@@ -63,7 +63,7 @@ def plain_copy(path, dest_dir, stem: str | None = None) -> Path:
 
 
 # ---------------------------------------------------------------- R factors
-_R_LINE = re.compile(r"^\s*(r_work|r_free):\s*([-0-9.eE+naN]+)\s*$", re.M)
+_R_LINE = re.compile(r"^\s*(r_work|r_free):\s*([-0-9.eE+naN]+|None)\s*$", re.M)
 
 
 def parse_model_vs_data(text: str) -> dict:
@@ -71,7 +71,8 @@ def parse_model_vs_data(text: str) -> dict:
     out: dict = {}
     section = text.split("Model vs Data:", 1)[-1]
     for key, value in _R_LINE.findall(section):
-        out.setdefault(key, float(value))       # first block only (later: header of the file)
+        # first block only (later: header of the file); "None": no test set (r_free None)
+        out.setdefault(key, None if value == "None" else float(value))
     m = re.search(r"Miller array info:\s*(.+)", text)
     out["data_array"] = m.group(1).strip() if m else None
     m = re.search(r"R-free-flags:.*?flag value:\s*(\S+)", text, re.S)
@@ -97,7 +98,7 @@ def cctbx_rfactors(model, data, mvd_exe, work_dir, extra_args=(), timeout: float
     text = proc.stdout + proc.stderr
     (work_dir / "model_vs_data.log").write_text(text)
     res = parse_model_vs_data(text)
-    if proc.returncode or "r_work" not in res or "r_free" not in res:
+    if proc.returncode or res.get("r_work") is None or "r_free" not in res:
         tail = " | ".join(text.strip().splitlines()[-5:])
         raise RuntimeError(f"model_vs_data failed on {model} (rc {proc.returncode}): {tail}")
     res.update(calculator="cctbx mmtbx.model_vs_data", command=" ".join(cmd[:1] + [str(m), *cmd[2:]]))

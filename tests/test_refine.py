@@ -92,6 +92,28 @@ def test_weight_adjustment_moves_toward_target(cbs):
     assert fixed.weight == 5.0       # --weight fixes it
 
 
+def test_bond_target_by_resolution(cbs):
+    from kickref.refinement.weighting import (BOND_RMSD_ATOMIC, BOND_RMSD_REFINE,
+                                              bond_rmsd_for_resolution)
+    assert bond_rmsd_for_resolution(2.5) == bond_rmsd_for_resolution(1.2) == BOND_RMSD_REFINE == 0.008
+    assert bond_rmsd_for_resolution(0.9) == bond_rmsd_for_resolution(0.6) == BOND_RMSD_ATOMIC == 0.02
+    assert bond_rmsd_for_resolution(1.05) == pytest.approx(0.014)
+    d = np.linspace(0.5, 3.0, 26)
+    assert np.all(np.diff([bond_rmsd_for_resolution(x) for x in d]) <= 0)   # looser at higher resolution
+    m, data = cbs                                            # 1cbs: 1.8 Å
+    r = build_restraints(m, monlib_dir=MONOMERS)
+    lines = []
+    assert Refinement(m.copy(), data, r, RefineOptions(), log=lines.append).options.bond_rmsd == 0.008
+    assert not any("bond RMSD target" in s for s in lines)
+    assert Refinement(m.copy(), data, r, RefineOptions(bond_rmsd=0.015)).options.bond_rmsd == 0.015
+    model, hkl, _ = case_paths("6mw0")                      # 0.78 Å: the atomic-resolution target
+    m6, d6 = kickref.load_inputs(model, hkl)
+    lines = []
+    ref = Refinement(m6, d6, build_restraints(m6, monlib_dir=MONOMERS), RefineOptions(), log=lines.append)
+    assert ref.options.bond_rmsd == BOND_RMSD_ATOMIC
+    assert any("bond RMSD target 0.0200" in s for s in lines)
+
+
 def test_auto_strategy_alternates_only_far_from_the_data(cbs):
     from kickref.refinement.protocol import CycleStats
     m, d = cbs

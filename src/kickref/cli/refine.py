@@ -12,7 +12,7 @@ from ..io.maps import combined_phase_columns, write_map_coefficients
 from ..io.outputs import OutputSet, lock_path, output_paths, refinement_output_set, write_refinement_outputs
 from ..refinement.minimize import StopFlag
 from ..refinement.protocol import RefineOptions
-from ..refinement.weighting import BOND_RMSD_MAP
+from ..refinement.weighting import BOND_RMSD_ATOMIC, BOND_RMSD_MAP, BOND_RMSD_REFINE
 from .common import (add_input_arguments, add_scaling_arguments, count, fmt_r, input_paths, integer,
                      kick_range_arg, load_options, map_coeffs_arg, map_hl_arg, non_negative, number,
                      parse_map_coefficients_argument, parse_map_hl_argument, positive, scale_shells_value,
@@ -54,7 +54,8 @@ def add_parser(sub):
                    help=f"kick amplitude for ml-free-kick, > 0 (default {D.free_kick})")
     g.add_argument("--bond-rmsd", type=positive, metavar="Å",
                    help=f"bond RMSD (non-H) target, > 0, of the automatic data weight (default "
-                        f"{D.bond_rmsd} against X-ray data: MAIN's 0.02 gave higher R-free on the shared cases; {BOND_RMSD_MAP} for "
+                        f"{BOND_RMSD_REFINE} against X-ray data (MAIN's 0.02 gave higher R-free on the shared cases), "
+                        f"rising to {BOND_RMSD_ATOMIC} at atomic resolution (d_min 1.2 → 0.9 Å); {BOND_RMSD_MAP} for "
                         "--map/--map-coeffs/--dens-comb, MAIN's dens_comb value)")
     g.add_argument("--weight", type=positive, help="fixed X-ray weight, > 0 (no automatic adjustment)")
     g.add_argument("--weight-every", type=count, default=D.weight_every, metavar="N",
@@ -210,7 +211,7 @@ def _refine(args, out, stop, lines):
 
     opts = dict(target=args.target, cycles=args.cycles, xyz_steps=args.xyz_steps, adp_steps=args.adp_steps,
                 rephase_every=args.rephase_every, weight_every=args.weight_every,
-                bond_rmsd=D.bond_rmsd if args.bond_rmsd is None else args.bond_rmsd,
+                bond_rmsd=args.bond_rmsd,
                 weight=args.weight, adp_weight=args.adp_weight, adp=args.adp,
                 adp_restraints=args.adp_restraints, strategy=args.strategy,
                 refine_occupancy=args.refine_occupancy, fix_xyz=args.fix_xyz, fix_b=args.fix_b,

@@ -13,7 +13,7 @@ Interrupting (Ctrl-C, or ``stop.set()``) ends the run after the current step wit
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -25,8 +25,8 @@ from .energy import Energy
 from .minimize import StopFlag, minimize_energy
 from ..core.adp import EIGHT_PI2
 from .parameters import B_MIN, CombinedParameters, Parameters, find_occupancy_groups
-from .weighting import (BOND_RMSD_REFINE, adjust_weight, equal_chunk, initial_weight,
-                        minimize_in_chunks, restraint_terms, xyz_parameters)
+from .weighting import (BOND_RMSD_REFINE, adjust_weight, bond_rmsd_for_resolution, equal_chunk,
+                        initial_weight, minimize_in_chunks, restraint_terms, xyz_parameters)
 
 
 @dataclass
@@ -40,8 +40,9 @@ class RefineOptions:
     occ_steps: int = 10
     rephase_every: int = 20            # steps between re-phasings inside a stage
     weight_every: int = 100            # steps between X-ray weight adjustments (MAIN default)
-    bond_rmsd: float = BOND_RMSD_REFINE   # Å, target of the weight adjustment (non-H bonds; 0.008,
-                                       # measured, MAIN: 0.02; see refinement.weighting)
+    bond_rmsd: float | None = None     # Å, target of the weight adjustment (non-H bonds); None:
+                                       # by resolution, 0.008 at d_min ≥ 1.2 Å (measured; MAIN: 0.02)
+                                       # up to 0.02 at ≤ 0.9 Å (weighting.bond_rmsd_for_resolution)
     weight: float | None = None        # fixed X-ray weight (no adjustment)
     adp_weight: float = 0.6            # scale of the ADP restraints
     adp: str = "auto"                  # keep | iso | aniso | auto (aniso for all non-H atoms when
@@ -130,7 +131,13 @@ class Refinement:
 
     def __init__(self, model, data, restraints, options: RefineOptions | None = None, log=None,
                  progress=None):
-        self.options = o = options or RefineOptions()
+        o = options or RefineOptions()
+        if o.bond_rmsd is None:
+            o = replace(o, bond_rmsd=bond_rmsd_for_resolution(data.d_min))
+            if o.bond_rmsd != BOND_RMSD_REFINE:
+                (log or (lambda s: None))(f"bond RMSD target {o.bond_rmsd:.4f} Å (atomic resolution: "
+                                          f"d_min {data.d_min:.2f} Å)")
+        self.options = o
         self.model = model
         self.data = data
         self.restraints = restraints
