@@ -1,4 +1,4 @@
-"""Refinement benchmark: kickref vs servalcat on 4hg7, 1cbs, 3zt9, 4iid (needs ../shared/data).
+"""Refinement benchmark: kickref vs servalcat on every shared case (needs ../shared/data).
 
 For every case and start — ``rerefine`` (the deposited model) and ``shaken`` (the deposited
 model with non-H atoms displaced by 0.5 Å RMS, fixed seed, peptide links kept within 2.0 Å so
@@ -58,7 +58,16 @@ CASES = {
     "1cbs": ("1cbs.cif.gz", "1cbs_map.mtz", MTZ_LABIN, []),
     "3zt9": ("3zt9.cif", "r3zt9sf.ent", [], ["r_free_flags_label=_refln.status"]),
     "4iid": ("4iid.pdb", "4iid.mtz", MTZ_LABIN, []),
+    # the cases kickref's defaults were not tuned on (issue: refinement that generalizes)
+    "5e5z": ("5e5z.pdb", "5e5z.mtz", MTZ_LABIN, []),
+    "5wkd": ("5wkd.pdb", "r5wkdsf.ent", [], ["r_free_flags_label=_refln.status"]),
+    "6mw0": ("6mw0.cif", "6mw0-sf.cif.gz", [], []),            # 0.78 Å, no test set
+    "gamma": ("1gyu.pdb", "gamma.mtz", MTZ_LABIN, []),
+    "baz2b": ("BAZ2B.pdb", "x828.mtz", ["--labin", "F,SIGF,FreeR_flag", "--free", "0"], []),
 }
+TUNED_CASES = ("4hg7", "1cbs", "3zt9", "4iid")
+# cases cctbx does not judge: kickref's calculator instead (recorded in the row)
+OWN_JUDGE = {"baz2b": "model_vs_data refuses the apo model's cell against the soaked crystal's (0.5-0.8 % longer)"}
 MODES = ("rerefine", "shaken")
 PROGRAMS = ("kickref", "servalcat")
 WARMUP_CASE = ("5e5z", "5e5z.pdb", "5e5z.mtz")
@@ -303,7 +312,7 @@ def _json_safe(obj):
 # ---------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated (default: all four)")
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated (default: all shared cases)")
     ap.add_argument("--modes", default=",".join(MODES), help="rerefine,shaken")
     ap.add_argument("--programs", default=",".join(PROGRAMS), help="kickref,servalcat")
     ap.add_argument("--kickref-args", default="", help="extra arguments for kickref refine")
@@ -384,7 +393,8 @@ def main(argv=None) -> int:
         aniso = has_aniso(deposited)
 
         def judged(model, row_dir):
-            return judge_mod.judge(model, data, reference=reference, monlib_dir=MONLIB, mvd_exe=mvd,
+            return judge_mod.judge(model, data, reference=reference, monlib_dir=MONLIB,
+                                   mvd_exe=None if case in OWN_JUDGE else mvd,
                                    work_dir=row_dir / "judge", cctbx_args=cctbx_args)
 
         print(f"\n{case}: {deposited.name} + {data.name}; anisotropic ADPs: {'yes' if aniso else 'no'}",
