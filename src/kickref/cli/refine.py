@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from .. import api
 from ..core.errors import KickrefError
 from ..io.files import write_text_atomic
-from ..io.outputs import OutputSet, lock_path, output_paths, refinement_output_set, write_refinement_outputs
+from ..io.outputs import OutputSet, lock_path, output_paths
 from ..refinement.minimize import StopFlag
 from ..refinement.protocol import RefineOptions
 from ..refinement.weighting import BOND_RMSD_MAP
-from .common import (add_input_arguments, add_scaling_arguments, count, fmt_r, input_paths, integer,
+from .common import (add_input_arguments, add_scaling_arguments, count, input_paths, integer,
                      kick_range_arg, load_options, map_coeffs_arg, map_hl_arg, non_negative, number,
                      parse_map_coefficients_argument, parse_map_hl_argument, positive, scale_shells_value,
                      seed_value, selection_arg, show_warnings, write_json)
@@ -195,18 +194,25 @@ def run(args):
     if not args.data:
         raise KickrefError("refine needs DATA (reflections), or --map/--map-coeffs/--map-hl for a map target")
     stop = StopFlag()
-    with refinement_output_set(args.output, input_paths(args)) as out, stop:
-        _refine(args, out, stop, lines)
-    return stop.exit_code
+    if args.cool:
+        bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
+    else:
+        bar = ProgressBar(args.cycles, (args.xyz_steps + args.adp_steps) * 6 // 5, not args.quiet)
 
-
-def _refine(args, out, stop, lines):
     def log(s):
-        lines.append(s)
         if not args.quiet or s.startswith(" cycle") or s.lstrip()[:1].isdigit():
             bar.enabled and sys.stderr.write("\r" + " " * 80 + "\r")
             print(s, flush=True)
 
+    _, written = api.refine_to_files(args.model, args.data, args.output, command=args.command_line, lines=lines,
+                                     log=log, progress=bar, stop=stop, **refine_arguments(args))
+    print("wrote " + ", ".join(written.values()))
+    return stop.exit_code
+
+
+def refine_arguments(args) -> dict:
+    """The keyword arguments of :func:`kickref.api.refine` (library, data columns, options) that
+    parsed ``kickref refine`` arguments stand for."""
     opts = dict(target=args.target, cycles=args.cycles, xyz_steps=args.xyz_steps, adp_steps=args.adp_steps,
                 rephase_every=args.rephase_every, weight_every=args.weight_every,
                 bond_rmsd=D.bond_rmsd if args.bond_rmsd is None else args.bond_rmsd,
@@ -218,27 +224,8 @@ def _refine(args, out, stop, lines):
                 cool=args.cool, kick=args.kick, kick_b=args.kick_b,
                 kick_law=args.kick_law, convergence=args.convergence,
                 overall_b_to_atoms=args.overall_b == "atoms")
-    if args.cool:
-        bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
-    else:
-        bar = ProgressBar(args.cycles, (args.xyz_steps + args.adp_steps) * 6 // 5, not args.quiet)
-    command = args.command_line
-    lines.append(f"command: {command}")
-    lines.append("options: " + ", ".join(f"{k}={v}" for k, v in RefineOptions(**opts).as_dict().items()))
-    log(f"kickref refine {args.model} {args.data}")
-    res = api.refine(args.model, args.data, monlib=args.monlib, ligands=args.ligand,
-                     allow_unknown=args.allow_unknown, log=log, progress=bar, stop=stop,
-                     **load_options(args), **opts)
-    bar.close()
-    s = res.statistics
-    status = "INTERRUPTED: outputs hold the model after the last completed step" if res.interrupted else "done"
-    log(f"final R-work {fmt_r(s['r_work'])} R-free {fmt_r(s['r_free'])}  bonds {s['rmsd_bond']:.4f} Å  "
-        f"angles {s['rmsd_angle']:.2f}° (non-H)  ({status}, {res.timings.get('total', 0):.1f} s)")
-    inputs = {"model": args.model, "data": args.data, "command": command}
-    title = f"{Path(args.model).name} / {Path(args.data).name}" + ("  (INTERRUPTED)" if res.interrupted else "")
-    with stop.deferred():                    # a signal now is recorded; the writes finish
-        written = write_refinement_outputs(res, out, lines, inputs, title=title)
-    print("wrote " + ", ".join(written.values()))
+    return dict(monlib=args.monlib, ligands=list(args.ligand), allow_unknown=args.allow_unknown,
+                **load_options(args), **opts)
 
 
 def run_map(args, lines):
