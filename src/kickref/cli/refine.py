@@ -142,9 +142,11 @@ class ProgressBar:
     """A one-line progress bar on stderr, only when stderr is a terminal. Called with the
     evaluations so far and the macro-cycle under way; the total is re-estimated at the start of
     each cycle (evaluations so far + the mean per finished cycle × the cycles still possible),
-    since the run may stop early on convergence; :meth:`close` draws 100 %."""
+    since the run may stop early on convergence; :meth:`close` draws 100 %. Called with cycle 0
+    only, it counts ``cycles`` × ``per_cycle`` items (``unit``: what they are)."""
 
-    def __init__(self, cycles: int, per_cycle: int, enabled: bool):
+    def __init__(self, cycles: int, per_cycle: int, enabled: bool, unit: str = "evaluations"):
+        self.unit = unit
         self.cycles = max(1, cycles)
         self.per_cycle = max(1, per_cycle)
         self.total = self.cycles * self.per_cycle
@@ -174,7 +176,7 @@ class ProgressBar:
 
     def _draw(self, f, now):
         bar = "#" * int(30 * f) + "-" * (30 - int(30 * f))
-        sys.stderr.write(f"\r[{bar}] {100 * f:5.1f}%  {self.n} evaluations  {now - self.t0:6.1f}s")
+        sys.stderr.write(f"\r[{bar}] {100 * f:5.1f}%  {self.n} {self.unit}  {now - self.t0:6.1f}s")
         sys.stderr.flush()
 
     def close(self):
