@@ -9,7 +9,10 @@ key, and whose chosen outputs exist, is skipped by a later run; a failed entry i
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +74,24 @@ def open_client(scheduler: str | None = None, workers: int | None = None):
     from distributed import Client, LocalCluster
     if scheduler:
         return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                           dashboard_address=None, memory_limit=0,
-                           env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    with _sigint_ignored():              # Ctrl-C reaches the whole process group: only this process acts
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=None, memory_limit=0,
+                               env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
     return Client(cluster), cluster
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while worker processes are started (they inherit it), in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_batch(plans, outdir, *, client=None, scheduler=None, workers=None, rule: ChoiceRule = ChoiceRule(),
