@@ -166,19 +166,27 @@ def test_second_run_skips_every_finished_entry(batch_run, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/task.json")} == stamps
 
 
-def test_a_worker_killed_mid_batch(tmp_path):
-    """SIGKILL to a worker while it refines: Dask reruns its task elsewhere; every entry is done
-    once, with every candidate's outputs."""
+@pytest.fixture(scope="module")
+def cluster():
+    """A LocalCluster of two single-threaded worker processes, shared by the tests below."""
     need_shared()
     distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  memory_limit=0) as c:
+        yield c
+
+
+def test_a_worker_killed_mid_batch(tmp_path, cluster):
+    """SIGKILL to a worker while it refines: Dask reruns its task elsewhere; every entry is done
+    once, with every candidate's outputs."""
+    import distributed
     from kickref.batch import plan_batch, run_batch
     from kickref.cli.batch import resolver
     entries = read_entries(_table(tmp_path / "e.csv", ["5e5z", "5wkd"]))
     cands = [parse_candidate(c) for c in CANDIDATES]
     plans = plan_batch(entries, cands, tmp_path / "out", resolver(CHEAP, str(MONOMERS)))
     killed = []
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  memory_limit=0) as cluster, distributed.Client(cluster) as client:
+    with distributed.Client(cluster) as client:
         pids = client.run(os.getpid)
 
         def killer():
@@ -248,3 +256,31 @@ def test_candidates_parse():
         parse_candidate("start=--cycles 2")
     with pytest.raises(KickrefError):
         parse_candidate("nosuch")
+
+
+def test_refine_multistart(tmp_path, capsys, cluster):
+    """--starts 2 on a cluster given by its scheduler's address: two kicked trajectories;
+    PREFIX.* is the one with the lower work-set target, whatever their R-free."""
+    from kickref.cli import main
+    d = DATA / "5e5z"
+    rc = main(["refine", str(d / "5e5z.pdb"), str(d / "5e5z.mtz"), "-o", str(tmp_path / "r"), "--cool", "1",
+               "--kick", "0.3:0", "--xyz-steps", "3", "--starts", "2", "--scheduler", cluster.scheduler_address,
+               "-q"])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "r_starts" / "summary.json").read_text())
+    rows = summary["trajectories"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    best = min(rows, key=lambda r: r["work_target"])
+    assert summary["chosen"] == best["candidate"]
+    assert (tmp_path / "r.pdb").read_text() == Path(best["files"]["pdb"]).read_text()
+    seeds = [json.loads(Path(r["files"]["json"]).read_text())["options"]["seed"] for r in rows]
+    assert seeds[1] == seeds[0] + 1
+
+
+def test_multistart_needs_kicks(tmp_path, capsys):
+    need_shared()
+    from kickref.cli import main
+    d = DATA / "5e5z"
+    rc = main(["refine", str(d / "5e5z.pdb"), str(d / "5e5z.mtz"), "-o", str(tmp_path / "r"), "--starts", "2"])
+    assert rc == 2 and "--starts needs kicked trajectories" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

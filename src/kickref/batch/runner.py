@@ -132,11 +132,12 @@ def run_batch(plans, outdir, *, client=None, scheduler=None, workers=None, rule:
         ordered = [rows[p.entry.name] for p in plans if p.entry.name in rows]
         write_report(ordered, outdir, rule)
         if own:
-            _close(client)
+            close_client(client)
     return ordered
 
 
-def _close(client):
+def close_client(client):
+    """Close a client from :func:`open_client` and its local cluster, if any."""
     cluster = client.cluster
     client.close()
     if cluster is not None:
@@ -167,7 +168,7 @@ def _run(client, plans, rule, outdir):
         for f in as_completed(futures):
             name, cand = owner[f.key]
             p, got = waiting[name]
-            got[cand] = _result(f, name, cand)
+            got[cand] = task_result(f, name, cand)
             if len(got) == len(p.jobs) + 1:
                 del waiting[name]
                 yield finish_entry(p, got, rule, outdir, time.time() - t_start[name])
@@ -175,7 +176,7 @@ def _run(client, plans, rule, outdir):
         client.cancel([f for f in futures if not f.done()])
 
 
-def _result(future, entry, candidate) -> dict:
+def task_result(future, entry, candidate) -> dict:
     """A task's result row; a task that raised (or lost its workers too often) is an error row."""
     from ..io.files import short_message
     try:

@@ -88,7 +88,9 @@ def run_job(job: Job) -> dict:
     s = res.statistics
     row.update(status="ok", r_work=s.get("r_work"), r_free=s.get("r_free"), rmsd_bond=s.get("rmsd_bond"),
                rmsd_angle=s.get("rmsd_angle"), d_min=s.get("d_min"), n_atoms=res.model.n_atoms,
-               interrupted=res.interrupted, time=time.perf_counter() - t0, files=written)
+               interrupted=res.interrupted, time=time.perf_counter() - t0, files=written,
+               work_target=res.cycles[-1].target if res.cycles else None,
+               target_kind=res.cycles[-1].target_kind if res.cycles else None)
     row = json_ready(row)
     write_json_atomic(Path(job.folder) / STAMP, {"key": job.key, "result": row})
     return row

@@ -11,6 +11,7 @@ from ..io.outputs import OutputSet, lock_path, output_paths
 from ..refinement.minimize import StopFlag
 from ..refinement.protocol import RefineOptions
 from ..refinement.weighting import BOND_RMSD_MAP
+from ..api import fmt_r
 from .common import (add_input_arguments, add_scaling_arguments, count, input_paths, integer,
                      kick_range_arg, load_options, map_coeffs_arg, map_hl_arg, non_negative, number,
                      parse_map_coefficients_argument, parse_map_hl_argument, positive, scale_shells_value,
@@ -103,6 +104,15 @@ def add_parser(sub):
                    help="B-value kick amplitude in Å², ≥ 0 (default 5:0)")
     g.add_argument("--kick-law", choices=["linear", "square", "exponential"], default="linear",
                    help="how the kick amplitudes decrease (default linear)")
+    g = p.add_argument_group("multi-start (kicked trajectories on a Dask cluster; needs dask[distributed])")
+    g.add_argument("--starts", type=count, default=1, metavar="N",
+                   help="N ≥ 1 kicked trajectories (needs --cool), seeds --seed … --seed+N-1, run in parallel; "
+                        "the one with the lowest X-ray target on the work set (never R-free) is written to "
+                        "PREFIX.*, all of them to PREFIX_starts/ (default 1)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="--starts: address of a running Dask scheduler (default: a local cluster)")
+    g.add_argument("--workers", type=count, metavar="N",
+                   help="--starts: local cluster of N single-threaded workers (default: one per core)")
     g = p.add_argument_group("maps (real-space refinement, density combination)")
     g.add_argument("--map", metavar="FILE", help="CCP4/MRC map: refine toward it (no data needed)")
     g.add_argument("--map-coeffs", metavar="FILE:F,PHI", type=map_coeffs_arg, help="map coefficients (MTZ) to refine toward")
@@ -195,6 +205,8 @@ def run(args):
         return run_map(args, lines)
     if not args.data:
         raise KickrefError("refine needs DATA (reflections), or --map/--map-coeffs/--map-hl for a map target")
+    if args.starts > 1:
+        return run_starts(args)
     stop = StopFlag()
     if args.cool:
         bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
@@ -210,6 +222,24 @@ def run(args):
                                      log=log, progress=bar, stop=stop, **refine_arguments(args))
     print("wrote " + ", ".join(written.values()))
     return stop.exit_code
+
+
+def run_starts(args):
+    """--starts N: N kicked trajectories on Dask, the best by the work-set target to PREFIX.*."""
+    from ..batch.multistart import run_starts as run
+    if not args.cool:
+        raise KickrefError("--starts needs kicked trajectories: give --cool N (e.g. --cool 5 --kick 0.3:0)")
+    res = run(args.model, args.data, args.output, args.starts, refine_arguments(args), command=args.command_line,
+              scheduler=args.scheduler, workers=args.workers)
+    for r in res["rows"]:
+        mark = "*" if r["candidate"] == res["best"] else " "
+        if r.get("status") == "ok":
+            print(f"{mark} {r['candidate']:<8} {r['target_kind']} {r['work_target']:.1f}  R-work {fmt_r(r['r_work'])}  "
+                  f"R-free {fmt_r(r['r_free'])}  bonds {r['rmsd_bond']:.4f} Å")
+        else:
+            print(f"  {r['candidate']:<8} error: {r.get('error')}")
+    print(f"best by the work-set target: {res['best']}; wrote " + ", ".join(res["files"].values()))
+    return 0
 
 
 def refine_arguments(args) -> dict:
