@@ -74,10 +74,12 @@ def open_client(scheduler: str | None = None, workers: int | None = None):
     from distributed import Client, LocalCluster
     if scheduler:
         return Client(scheduler), None
+    # numba pinned (its kernels give the same numbers on any thread count); BLAS threads left as
+    # they are: OpenBLAS's dot products over > 10^4 elements (L-BFGS) depend on its thread count,
+    # and a task must give what the same kickref refine gives on this machine
     with _sigint_ignored():              # Ctrl-C reaches the whole process group: only this process acts
         cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=None, memory_limit=0,
-                               env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+                               dashboard_address=None, memory_limit=0, env={"NUMBA_NUM_THREADS": "1"})
     return Client(cluster), cluster
 
 
@@ -145,7 +147,7 @@ def close_client(client):
 
 
 def _run(client, plans, rule, outdir):
-    """Submit every task (largest inputs first), then yield each entry's summary row as soon as
+    """Submit every task (largest inputs first, kicked candidates twice as early), then yield each entry's summary row as soon as
     its tasks are in."""
     from distributed import as_completed
     futures, owner = [], {}
@@ -159,8 +161,9 @@ def _run(client, plans, rule, outdir):
                           priority=prio + 1, key=f"start-{name}-{p.jobs[0].key[:12]}")
         futures.append(f)
         owner[f.key] = (name, START)
-        for j in p.jobs:
-            f = client.submit(run_job, j, pure=False, priority=prio, key=f"refine-{name}-{j.candidate}-{j.key[:12]}")
+        for j in p.jobs:                 # longest first: kicked candidates (cooling) cost more
+            f = client.submit(run_job, j, pure=False, priority=prio * (2 if j.kwargs.get("cool") else 1),
+                              key=f"refine-{name}-{j.candidate}-{j.key[:12]}")
             futures.append(f)
             owner[f.key] = (name, j.candidate)
         waiting[name] = (p, {})
