@@ -284,3 +284,37 @@ def test_multistart_needs_kicks(tmp_path, capsys):
     rc = main(["refine", str(d / "5e5z.pdb"), str(d / "5e5z.mtz"), "-o", str(tmp_path / "r"), "--starts", "2"])
     assert rc == 2 and "--starts needs kicked trajectories" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow                               # a batch process with its own cluster: ~20 s more
+def test_ctrl_c_keeps_finished_entries(tmp_path):
+    """SIGINT to the batch's process group (what Ctrl-C sends) after its first entry: exit 130,
+    the finished entry in the summary; a second run over it redoes nothing."""
+    need_shared()
+    pytest.importorskip("distributed")
+    import sys
+    table = _table(tmp_path / "e.csv", ["5e5z", "5wkd"])
+    cmd = [sys.executable, "-m", "kickref", "batch", str(table), "-o", str(tmp_path / "out"), "--workers", "2",
+           "--options", CHEAP, "--candidates", "default"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         start_new_session=True)
+    first = None
+    for line in p.stdout:
+        if "R-free" in line:
+            first = line.split(":")[0]
+            os.killpg(p.pid, signal.SIGINT)
+            break
+    out, err = p.communicate(timeout=120)
+    assert first in ("5e5z", "5wkd"), out + err
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())["entries"]
+    assert first in [r["entry"] for r in rows]
+    if p.returncode != 0:                       # 0 only when the other entry finished meanwhile
+        assert p.returncode == 130 and "kickref batch: interrupted" in err
+    assert "Traceback" not in err
+    from kickref.cli import main
+    done = _table(tmp_path / "done.csv", [first])
+    assert main(["batch", str(done), "-o", str(tmp_path / "out"), "--options", CHEAP, "--candidates",
+                 "default", "-q"]) == 0
+    (row,) = json.loads((tmp_path / "out" / "summary.json").read_text())["entries"]
+    assert row["skipped"]

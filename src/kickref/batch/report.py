@@ -29,7 +29,7 @@ def write_report(rows: list[dict], outdir, rule) -> None:
     write_text_atomic(outdir / "summary.csv", buf.getvalue())
     write_json_atomic(outdir / "summary.json", {"rule": rule.as_dict(), "entries": json_ready(rows)})
     plots = _plots(rows, outdir)
-    write_text_atomic(outdir / "index.html", page(rows, outdir, plots))
+    write_text_atomic(outdir / "index.html", page(rows, outdir, plots, rule))
 
 
 def _csv_value(v):
@@ -99,7 +99,7 @@ def _links(r, outdir) -> str:
     return "<td>" + " ".join(out) + "</td>"
 
 
-def page(rows, outdir, plots) -> str:
+def page(rows, outdir, plots, rule) -> str:
     """The HTML page (self-contained but for the plot PNGs beside it)."""
     cols = [c for c in COLUMNS if c not in ("final_model", "error")]
     head = "".join(f'<th onclick="sortBy({i})">{html.escape(c)}</th>' for i, c in enumerate(cols))
@@ -123,7 +123,9 @@ img {{ margin: 1em 1em 0 0; border: 1px solid #ddd; }}
 </style></head><body>
 <h1>kickref batch</h1>
 <p>{len(rows)} entries: {n_ok} refined ({n_kept} kept their start model), {len(rows) - n_ok} failed.
-Click a column head to sort.</p>
+Chosen per entry: the lowest R-free among candidates with non-H bond RMSD &le; {rule.max_bond_rmsd} &Aring;
+and R-free &minus; R-work &le; the start's + {rule.max_gap_increase}; the start model is kept unless
+that R-free is below the start's (rows shaded yellow). Click a column head to sort.</p>
 <table id="summary"><thead><tr>{head}<th>outputs</th></tr></thead>
 <tbody>
 {chr(10).join(body)}
