@@ -32,8 +32,9 @@ def add_parser(sub):
                         "or default names; default: " + ", ".join(
                             f"{c.name} ({c.flags or 'no option'})" for c in DEFAULT_CANDIDATES))
     p.add_argument("--options", default="", metavar="'OPTIONS'",
-                   help="kickref refine options for every entry (e.g. '--cycles 4'); an entry's own "
-                        "options and then the candidate's come after them")
+                   help="kickref refine options for every entry (e.g. '--cycles 4'; one option alone "
+                        "as --options=--fix-b); an entry's own options and then the candidate's come "
+                        "after them")
     p.add_argument("--monlib", metavar="DIR", help="CCP4 monomer library (default $CLIBD_MON, else built-in)")
     p.add_argument("--max-bond-rmsd", type=positive, default=ChoiceRule.max_bond_rmsd, metavar="Å",
                    help=f"an acceptable candidate's bond RMSD (non-H) at most this (default "
