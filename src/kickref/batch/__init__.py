@@ -11,6 +11,9 @@ start) and a report.
 :func:`kickref.api.refine_to_files` and the equivalent command line (the command line's version
 is :func:`kickref.cli.batch.resolver`).
 """
-from .candidates import DEFAULT_CANDIDATES, START, Candidate, ChoiceRule, choose, parse_candidate  # noqa: F401
-from .runner import open_client, plan_batch, run_batch  # noqa: F401
-from .tasks import Job, run_job  # noqa: F401
+from .candidates import DEFAULT_CANDIDATES, START, Candidate, ChoiceRule, choose, parse_candidate
+from .runner import open_client, plan_batch, run_batch
+from .tasks import Job, run_job
+
+__all__ = ["DEFAULT_CANDIDATES", "START", "Candidate", "ChoiceRule", "choose", "parse_candidate", "open_client",
+           "plan_batch", "run_batch", "Job", "run_job"]
