@@ -10,6 +10,7 @@ key, and whose chosen outputs exist, is skipped by a later run; a failed entry i
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import threading
@@ -37,7 +38,7 @@ class Plan:
         return Path(self.jobs[0].folder).parent
 
     def key(self, rule: ChoiceRule) -> str:
-        import hashlib
+        """The entry's inputs, options and choice rule, as one checksum (the manifest's key)."""
         text = "|".join([j.candidate + ":" + j.key for j in self.jobs] + [repr(rule.as_dict())])
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -99,8 +99,12 @@ def run(args):
             bar.enabled and sys.stderr.write("\r" + " " * 80 + "\r")
             print(s, flush=True)
 
-    rows = run_batch(plans, args.output, scheduler=args.scheduler, workers=args.workers, rule=rule,
-                     progress=lambda done, total: bar(done), log=log)
+    try:
+        rows = run_batch(plans, args.output, scheduler=args.scheduler, workers=args.workers, rule=rule,
+                         progress=lambda done, total: bar(done), log=log)
+    except KeyboardInterrupt:
+        bar.enabled and sys.stderr.write("\n")
+        raise
     bar.close()
     failed = [r["entry"] for r in rows if r.get("status") != "ok"]
     print(f"wrote {args.output}/summary.csv, summary.json, index.html"
