@@ -17,6 +17,8 @@ BENCHES = [
      ["gamma_partial.py"]),
     ("far starts (MR-like 4hg7 from 4qo4; 1cbs, 3zt9 with local-minimum errors): build + R",
      ["far_starts.py"]),
+    ("kickref batch vs the same refinements one by one: wall ratio, identity, choice (cctbx judge)",
+     ["batch_bench.py"]),
 ]
 
 

@@ -51,12 +51,19 @@ BAD = [
     ("refine", ["--select", "((("], "--select"),
     ("refine", ["--scale-shells", "1.5"], "--scale-shells"),
     ("geometry", ["--outliers", "-1"], "--outliers"),
+    ("refine", ["--starts", "0"], "--starts"),
+    ("refine", ["--workers", "-1"], "--workers"),
+    ("batch", ["--workers", "0"], "--workers"),
+    ("batch", ["--max-bond-rmsd", "-0.02"], "--max-bond-rmsd"),
+    ("batch", ["--max-gap-increase", "x"], "--max-gap-increase"),
 ]
 
 
 def _argv(command, options, out_dir):
     if command == "geometry":
         return [command, str(MODEL), *options, "--json", str(out_dir / "g.json")]
+    if command == "batch":
+        return [command, str(CASE.parent), *options, "-o", str(out_dir / "batch")]
     out = ["-o", str(out_dir / "maps.mtz")] if command == "maps" else (
         ["-o", str(out_dir / "refined")] if command == "refine" else ["--json", str(out_dir / "r.json")])
     return [command, str(MODEL), str(DATA), *options, *out]

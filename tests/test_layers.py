@@ -7,7 +7,8 @@ The layer order, bottom to top (a module imports only from its own layer or the 
     io, xtal                files in and out; crystallographic math
     restraints, targets     restraint terms and their topology; X-ray, density, map terms
     refinement              drivers: energy sum, weighting, macro-cycles, kicking, real space
-    api, examples, session, macro   what scripts and the CLI call (macro: MAIN .cmds parsing)
+    api, batch, examples, session, macro   what scripts and the CLI call (macro: MAIN .cmds parsing;
+                            batch: many refinements on a Dask cluster)
     cli, demo, __main__     the commands
 
 and files are read only in ``io/``.
@@ -20,7 +21,7 @@ from pathlib import Path
 import kickref
 
 LAYERS = [("core",), ("io", "xtal"), ("restraints", "targets"), ("refinement",),
-          ("api", "examples", "session", "macro", "__init__"), ("cli", "demo", "__main__")]
+          ("api", "batch", "examples", "session", "macro", "__init__"), ("cli", "demo", "__main__")]
 LEVEL = {name: k for k, names in enumerate(LAYERS) for name in names}
 # calls that read files: allowed in io/ only
 READERS = {"read_structure", "read_mtz_file", "read_ccp4_map", "read_monomer_lib", "read_cif_gz",

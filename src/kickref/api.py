@@ -270,6 +270,56 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     return res
 
 
+def refine_to_files(model, data, output, *, command: str = "", lines: list | None = None, log=None,
+                    progress=None, stop=None, **kwargs):
+    """``kickref refine MODEL DATA -o OUTPUT`` as a function: the output set is opened first
+    (paths checked, PREFIX.lock taken), then :func:`refine` runs with ``kwargs`` (its keyword
+    arguments) and every output (PREFIX.pdb .cif .mtz .json .log .png) is written as one set.
+
+    ``model``/``data``: paths. ``command``: the command line recorded in the log and JSON.
+    ``lines``: the log file's lines so far (warnings among them), extended here. ``log(line)``:
+    also receives each line. ``progress``: as for :func:`refine`; its ``close()``, when it has
+    one, is called once the refinement ends. ``stop``: a StopFlag, installed while refining and
+    holding signals back during the writes. Returns (RefinementResult, {kind: path written}).
+    """
+    import contextlib
+    from pathlib import Path
+    from .io.outputs import refinement_output_set, write_refinement_outputs
+    from .refinement.protocol import RefineOptions
+    lines = [] if lines is None else lines
+    load = {k: kwargs.pop(k) for k in ("monlib", "ligands", "allow_unknown", "hydrogens", "labin",
+                                        "free_value", "d_min", "d_max") if k in kwargs}
+
+    def say(s):
+        lines.append(s)
+        if log is not None:
+            log(s)
+
+    inputs = [model, data, *load.get("ligands", ())]
+    with refinement_output_set(output, inputs) as out, (stop if stop is not None else contextlib.nullcontext()):
+        lines.append(f"command: {command}")
+        lines.append("options: " + ", ".join(f"{k}={v}" for k, v in RefineOptions(**kwargs).as_dict().items()))
+        say(f"kickref refine {model} {data}")
+        res = refine(model, data, log=say, progress=progress, stop=stop, **load, **kwargs)
+        if hasattr(progress, "close"):
+            progress.close()
+        s = res.statistics
+        status = ("INTERRUPTED: outputs hold the model after the last completed step" if res.interrupted
+                  else "done")
+        say(f"final R-work {fmt_r(s['r_work'])} R-free {fmt_r(s['r_free'])}  bonds {s['rmsd_bond']:.4f} Å  "
+            f"angles {s['rmsd_angle']:.2f}° (non-H)  ({status}, {res.timings.get('total', 0):.1f} s)")
+        title = f"{Path(model).name} / {Path(data).name}" + ("  (INTERRUPTED)" if res.interrupted else "")
+        with (stop.deferred() if stop is not None else contextlib.nullcontext()):
+            written = write_refinement_outputs(res, out, lines, {"model": model, "data": data, "command": command},
+                                               title=title)
+    return res, written
+
+
+def fmt_r(v) -> str:
+    """An R factor as printed in logs: 4 decimals, '-' when None."""
+    return "   -  " if v is None else f"{v:.4f}"
+
+
 def _check_model(model: Model) -> None:
     """Sanity checks before refinement (:func:`kickref.core.model_checks.check_model`): errors
     raise InputError; each repair is a Python warning."""

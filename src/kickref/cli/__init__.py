@@ -12,7 +12,7 @@ import sys
 
 from ..core.errors import KickrefError
 
-SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine", "macro"]
+SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine", "macro", "batch"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -67,10 +67,6 @@ def show_warnings(log_lines: list | None = None):
     warnings.showwarning = fmt
 
 
-def fmt_r(v):
-    return "   -  " if v is None else f"{v:.4f}"
-
-
 def parse_range(text, name: str = "kick") -> tuple:
     """'0.8:0' → (0.8, 0.0); '0.5' → (0.5, 0.5). For CLI options like ``--kick 0.8:0``."""
     parts = str(text).split(":")

@@ -8,7 +8,8 @@ from ..io.maps import ccp4_map_paths, write_ccp4_maps, write_map_coefficients
 from ..io.models import read_model
 from ..io.outputs import OutputSet, lock_path
 from ..refinement.minimize import StopFlag
-from .common import (add_input_arguments, add_scaling_arguments, count, fmt_r, input_paths, load_options,
+from ..api import fmt_r
+from .common import (add_input_arguments, add_scaling_arguments, count, input_paths, load_options,
                      non_negative, scale_shells_value, seed_value, show_warnings, write_json)
 
 

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from .. import api
 from ..core.errors import KickrefError
 from ..io.files import write_text_atomic
 from ..io.maps import combined_phase_columns, write_map_coefficients
-from ..io.outputs import OutputSet, lock_path, output_paths, refinement_output_set, write_refinement_outputs
+from ..io.outputs import OutputSet, lock_path, output_paths
 from ..refinement.minimize import StopFlag
 from ..refinement.protocol import RefineOptions
 from ..refinement.weighting import BOND_RMSD_ATOMIC, BOND_RMSD_MAP, BOND_RMSD_REFINE
-from .common import (add_input_arguments, add_scaling_arguments, count, fmt_r, input_paths, integer,
+from ..api import fmt_r
+from .common import (add_input_arguments, add_scaling_arguments, count, input_paths, integer,
                      kick_range_arg, load_options, map_coeffs_arg, map_hl_arg, non_negative, number,
                      parse_map_coefficients_argument, parse_map_hl_argument, positive, scale_shells_value,
                      seed_value, selection_arg, show_warnings, write_json)
@@ -106,6 +106,15 @@ def add_parser(sub):
                    help="B-value kick amplitude in Å², ≥ 0 (default 5:0)")
     g.add_argument("--kick-law", choices=["linear", "square", "exponential"], default="linear",
                    help="how the kick amplitudes decrease (default linear)")
+    g = p.add_argument_group("multi-start (kicked trajectories on a Dask cluster; needs dask[distributed])")
+    g.add_argument("--starts", type=count, default=1, metavar="N",
+                   help="N ≥ 1 kicked trajectories (needs --cool), seeds --seed … --seed+N-1, run in parallel; "
+                        "the one with the lowest X-ray target on the work set (never R-free) is written to "
+                        "PREFIX.*, all of them to PREFIX_starts/ (default 1)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="--starts: address of a running Dask scheduler (default: a local cluster)")
+    g.add_argument("--workers", type=count, metavar="N",
+                   help="--starts: local cluster of N single-threaded workers (default: one per core)")
     g = p.add_argument_group("maps (real-space refinement, density combination)")
     g.add_argument("--map", metavar="FILE", help="CCP4/MRC map: refine toward it (no data needed)")
     g.add_argument("--map-coeffs", metavar="FILE:F,PHI", type=map_coeffs_arg, help="map coefficients (MTZ) to refine toward")
@@ -145,9 +154,11 @@ class ProgressBar:
     """A one-line progress bar on stderr, only when stderr is a terminal. Called with the
     evaluations so far and the macro-cycle under way; the total is re-estimated at the start of
     each cycle (evaluations so far + the mean per finished cycle × the cycles still possible),
-    since the run may stop early on convergence; :meth:`close` draws 100 %."""
+    since the run may stop early on convergence; :meth:`close` draws 100 %. Called with cycle 0
+    only, it counts ``cycles`` × ``per_cycle`` items (``unit``: what they are)."""
 
-    def __init__(self, cycles: int, per_cycle: int, enabled: bool):
+    def __init__(self, cycles: int, per_cycle: int, enabled: bool, unit: str = "evaluations"):
+        self.unit = unit
         self.cycles = max(1, cycles)
         self.per_cycle = max(1, per_cycle)
         self.total = self.cycles * self.per_cycle
@@ -177,7 +188,7 @@ class ProgressBar:
 
     def _draw(self, f, now):
         bar = "#" * int(30 * f) + "-" * (30 - int(30 * f))
-        sys.stderr.write(f"\r[{bar}] {100 * f:5.1f}%  {self.n} evaluations  {now - self.t0:6.1f}s")
+        sys.stderr.write(f"\r[{bar}] {100 * f:5.1f}%  {self.n} {self.unit}  {now - self.t0:6.1f}s")
         sys.stderr.flush()
 
     def close(self):
@@ -196,19 +207,46 @@ def run(args):
         return run_map(args, lines)
     if not args.data:
         raise KickrefError("refine needs DATA (reflections), or --map/--map-coeffs/--map-hl for a map target")
+    if args.starts > 1:
+        return run_starts(args)
     stop = StopFlag()
-    with refinement_output_set(args.output, input_paths(args)) as out, stop:
-        _refine(args, out, stop, lines)
-    return stop.exit_code
+    if args.cool:
+        bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
+    else:
+        bar = ProgressBar(args.cycles, (args.xyz_steps + args.adp_steps) * 6 // 5, not args.quiet)
 
-
-def _refine(args, out, stop, lines):
     def log(s):
-        lines.append(s)
         if not args.quiet or s.startswith(" cycle") or s.lstrip()[:1].isdigit():
             bar.enabled and sys.stderr.write("\r" + " " * 80 + "\r")
             print(s, flush=True)
 
+    _, written = api.refine_to_files(args.model, args.data, args.output, command=args.command_line, lines=lines,
+                                     log=log, progress=bar, stop=stop, **refine_arguments(args))
+    print("wrote " + ", ".join(written.values()))
+    return stop.exit_code
+
+
+def run_starts(args):
+    """--starts N: N kicked trajectories on Dask, the best by the work-set target to PREFIX.*."""
+    from ..batch.multistart import run_starts as run
+    if not args.cool:
+        raise KickrefError("--starts needs kicked trajectories: give --cool N (e.g. --cool 5 --kick 0.3:0)")
+    res = run(args.model, args.data, args.output, args.starts, refine_arguments(args), command=args.command_line,
+              scheduler=args.scheduler, workers=args.workers)
+    for r in res["rows"]:
+        mark = "*" if r["candidate"] == res["best"] else " "
+        if r.get("status") == "ok":
+            print(f"{mark} {r['candidate']:<8} {r['target_kind']} {r['work_target']:.1f}  R-work {fmt_r(r['r_work'])}  "
+                  f"R-free {fmt_r(r['r_free'])}  bonds {r['rmsd_bond']:.4f} Å")
+        else:
+            print(f"  {r['candidate']:<8} error: {r.get('error')}")
+    print(f"best by the work-set target: {res['best']}; wrote " + ", ".join(res["files"].values()))
+    return 0
+
+
+def refine_arguments(args) -> dict:
+    """The keyword arguments of :func:`kickref.api.refine` (library, data columns, options) that
+    parsed ``kickref refine`` arguments stand for."""
     opts = dict(target=args.target, cycles=args.cycles, xyz_steps=args.xyz_steps, adp_steps=args.adp_steps,
                 rephase_every=args.rephase_every, weight_every=args.weight_every,
                 bond_rmsd=args.bond_rmsd,
@@ -220,27 +258,8 @@ def _refine(args, out, stop, lines):
                 cool=args.cool, kick=args.kick, kick_b=args.kick_b,
                 kick_law=args.kick_law, convergence=args.convergence,
                 overall_b_to_atoms=args.overall_b == "atoms")
-    if args.cool:
-        bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
-    else:
-        bar = ProgressBar(args.cycles, (args.xyz_steps + args.adp_steps) * 6 // 5, not args.quiet)
-    command = args.command_line
-    lines.append(f"command: {command}")
-    lines.append("options: " + ", ".join(f"{k}={v}" for k, v in RefineOptions(**opts).as_dict().items()))
-    log(f"kickref refine {args.model} {args.data}")
-    res = api.refine(args.model, args.data, monlib=args.monlib, ligands=args.ligand,
-                     allow_unknown=args.allow_unknown, log=log, progress=bar, stop=stop,
-                     **load_options(args), **opts)
-    bar.close()
-    s = res.statistics
-    status = "INTERRUPTED: outputs hold the model after the last completed step" if res.interrupted else "done"
-    log(f"final R-work {fmt_r(s['r_work'])} R-free {fmt_r(s['r_free'])}  bonds {s['rmsd_bond']:.4f} Å  "
-        f"angles {s['rmsd_angle']:.2f}° (non-H)  ({status}, {res.timings.get('total', 0):.1f} s)")
-    inputs = {"model": args.model, "data": args.data, "command": command}
-    title = f"{Path(args.model).name} / {Path(args.data).name}" + ("  (INTERRUPTED)" if res.interrupted else "")
-    with stop.deferred():                    # a signal now is recorded; the writes finish
-        written = write_refinement_outputs(res, out, lines, inputs, title=title)
-    print("wrote " + ", ".join(written.values()))
+    return dict(monlib=args.monlib, ligands=list(args.ligand), allow_unknown=args.allow_unknown,
+                **load_options(args), **opts)
 
 
 def run_map(args, lines):

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .. import api
-from .common import (add_input_arguments, add_scaling_arguments, check_outputs, count, fmt_r, load_options,
+from ..api import fmt_r
+from .common import (add_input_arguments, add_scaling_arguments, check_outputs, count, load_options,
                      scale_shells_value, show_warnings, write_json)
 
 

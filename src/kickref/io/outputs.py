@@ -247,6 +247,16 @@ def refinement_output_set(prefix, inputs=()) -> OutputSet:
     return OutputSet(paths, inputs, lock_path(paths["pdb"]))
 
 
+def copy_output_set(files: dict, out: OutputSet) -> dict:
+    """Copy finished outputs ``files`` ({kind: path}, e.g. one trajectory's of several) into
+    ``out`` and commit it (as one set); returns {kind: path} written."""
+    import shutil
+    for kind, path in files.items():
+        if kind in out.paths:
+            shutil.copyfile(path, out.temp(kind))
+    return out.commit()
+
+
 def write_model_files(model, out: OutputSet, remarks: dict | None = None) -> None:
     """The model as mmCIF (``out``'s 'cif') and PDB ('pdb'); where the PDB format cannot hold it
     (:func:`~kickref.io.models.pdb_limitation`) the PDB file is left out with a warning."""
