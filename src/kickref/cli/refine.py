@@ -75,6 +75,16 @@ def add_parser(sub):
                         "anisotropic, else keep)")
     g.add_argument("--refine-occupancy", action="store_true",
                    help="also refine occupancies of partial single-conformer ligands and waters")
+    g.add_argument("--occupancy-group", action="append", default=[], metavar="ID:SEL",
+                   help="an occupancy group: the atoms of selection SEL share one refined occupancy "
+                        "(repeatable; a repeated ID adds atoms), e.g. '1://A/*/*:A'")
+    g.add_argument("--occupancy-complete", action="append", default=[], metavar="ID,ID,...",
+                   help="occupancy groups whose occupancies sum to exactly 1 (repeatable)")
+    g.add_argument("--occupancy-incomplete", action="append", default=[], metavar="ID,ID,...",
+                   help="occupancy groups whose occupancies sum to at most 1 (repeatable)")
+    g.add_argument("--occupancy-file", metavar="FILE",
+                   help="occupancy groups from a file: lines 'group ID SEL', 'complete ID ID', "
+                        "'incomplete ID ...' (added to the options above)")
     g.add_argument("--fix-xyz", action="store_true", help="do not refine coordinates")
     g.add_argument("--fix-b", action="store_true", help="do not refine ADPs")
     g.add_argument("--select", metavar="SEL", type=selection_arg,
@@ -218,7 +228,7 @@ def _refine(args, out, stop, lines):
                 scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent,
                 cool=args.cool, kick=args.kick, kick_b=args.kick_b,
                 kick_law=args.kick_law, convergence=args.convergence,
-                overall_b_to_atoms=args.overall_b == "atoms")
+                overall_b_to_atoms=args.overall_b == "atoms", **_occupancy_options(args))
     if args.cool:
         bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
     else:
@@ -240,6 +250,18 @@ def _refine(args, out, stop, lines):
     with stop.deferred():                    # a signal now is recorded; the writes finish
         written = write_refinement_outputs(res, out, lines, inputs, title=title)
     print("wrote " + ", ".join(written.values()))
+
+
+def _occupancy_options(args) -> dict:
+    """RefineOptions' occupancy groups and sets from --occupancy-* (file first, then options)."""
+    groups, complete, incomplete = [], [], []
+    if args.occupancy_file:
+        from ..io.groups import read_occupancy_groups
+        f = read_occupancy_groups(args.occupancy_file)
+        groups, complete, incomplete = f["groups"], f["complete"], f["incomplete"]
+    return {"occupancy_groups": tuple(groups + args.occupancy_group),
+            "occupancy_complete": tuple(complete + args.occupancy_complete),
+            "occupancy_incomplete": tuple(incomplete + args.occupancy_incomplete)}
 
 
 def run_map(args, lines):

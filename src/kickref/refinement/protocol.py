@@ -47,6 +47,10 @@ class RefineOptions:
     adp: str = "auto"                  # keep | iso | aniso | auto (aniso for all non-H atoms when
                                        # at least half of them come anisotropic, else keep)
     refine_occupancy: bool = False     # partial single-conformer ligands/waters too
+    occupancy_groups: object = ()      # user groups: {id: selection} or ('ID:SELECTION', ...);
+                                       # one occupancy per group (refinement.occupancy)
+    occupancy_complete: tuple = ()     # sets of group ids summing to exactly 1: ('1,2', ...)
+    occupancy_incomplete: tuple = ()   # sets of group ids summing to at most 1
     fix_xyz: bool = False
     fix_b: bool = False
     selection: str | None = None       # gemmi selection of the atoms that move (MINIMIZE)
@@ -185,9 +189,34 @@ class Refinement:
             r = np.linalg.norm(self.p_xyz.site.residual, axis=1)
             self.log(f"special positions: {len(r)} atom(s) move along their symmetry elements only "
                      f"(largest start offset from the element {r.max():.3f} Å, kept)")
-        self.occ_groups = find_occupancy_groups(model, self.movable, o.refine_occupancy,
+        user_occ = self._user_occupancy_groups()
+        auto = self.movable.copy()
+        if user_occ is not None:
+            auto[user_occ.atoms] = False      # the user's groups replace the automatic ones
+        self.occ_groups = find_occupancy_groups(model, auto, o.refine_occupancy,
                                                 getattr(restraints, "site_symmetry_order", None))
         self.p_occ = Parameters("occ", self.state, self.movable, hp, occupancy_groups=self.occ_groups)
+        if user_occ is not None:
+            self.p_occ = CombinedParameters([self.p_occ, user_occ])
+
+    def _user_occupancy_groups(self):
+        """The options' occupancy groups as parameters (None without groups); their atoms get
+        the group's occupancy (single-valued) from the start."""
+        o = self.options
+        if not o.occupancy_groups:
+            if o.occupancy_complete or o.occupancy_incomplete:
+                raise ValueError("occupancy sets given without occupancy groups")
+            return None
+        from .occupancy import GroupOccupancies, build_occupancy_sets
+        sets = build_occupancy_sets(self.model, o.occupancy_groups, o.occupancy_complete,
+                                    o.occupancy_incomplete)
+        p = GroupOccupancies(sets)
+        p.set(p.get(self.state), self.state)
+        for s, occ in zip(sets, p.occupancies(p.get(self.state))):
+            kind = "complete (sum 1)" if s.complete else "incomplete (sum ≤ 1)"
+            self.log(f"occupancy set {','.join(s.ids)} {kind}: " + ", ".join(
+                f"group {i} {len(g)} atoms occ {v:.3f}" for i, g, v in zip(s.ids, s.groups, occ)))
+        return p
 
     # ----------------------------------------------------------------- setup
     def _apply_adp_mode(self, mode):
