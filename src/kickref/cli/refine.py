@@ -85,6 +85,12 @@ def add_parser(sub):
     g.add_argument("--occupancy-file", metavar="FILE",
                    help="occupancy groups from a file: lines 'group ID SEL', 'complete ID ID', "
                         "'incomplete ID ...' (added to the options above)")
+    g.add_argument("--tls", metavar="chain|auto|FILE",
+                   help="TLS groups, U = U_TLS + residual isotropic B: chain (one group per chain), auto "
+                        "(chains with >= 10 polymer residues) or a file of selections, one group a line "
+                        "('SEL' or 'ID: SEL'); each cycle refines T, L, S first, then the residual B")
+    g.add_argument("--tls-steps", type=count, default=D.tls_steps,
+                   help=f"L-BFGS steps per cycle for the TLS tensors, ≥ 1 (default {D.tls_steps})")
     g.add_argument("--fix-xyz", action="store_true", help="do not refine coordinates")
     g.add_argument("--fix-b", action="store_true", help="do not refine ADPs")
     g.add_argument("--select", metavar="SEL", type=selection_arg,
@@ -228,7 +234,8 @@ def _refine(args, out, stop, lines):
                 scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent,
                 cool=args.cool, kick=args.kick, kick_b=args.kick_b,
                 kick_law=args.kick_law, convergence=args.convergence,
-                overall_b_to_atoms=args.overall_b == "atoms", **_occupancy_options(args))
+                overall_b_to_atoms=args.overall_b == "atoms", tls=_tls_option(args.tls),
+                tls_steps=args.tls_steps, **_occupancy_options(args))
     if args.cool:
         bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
     else:
@@ -250,6 +257,14 @@ def _refine(args, out, stop, lines):
     with stop.deferred():                    # a signal now is recorded; the writes finish
         written = write_refinement_outputs(res, out, lines, inputs, title=title)
     print("wrote " + ", ".join(written.values()))
+
+
+def _tls_option(value):
+    """--tls: None, 'chain', 'auto', or the (id, selection) groups of a file."""
+    if value in (None, "chain", "auto"):
+        return value
+    from ..io.groups import read_tls_groups
+    return tuple(read_tls_groups(value))
 
 
 def _occupancy_options(args) -> dict:

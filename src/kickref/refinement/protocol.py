@@ -51,6 +51,9 @@ class RefineOptions:
                                        # one occupancy per group (refinement.occupancy)
     occupancy_complete: tuple = ()     # sets of group ids summing to exactly 1: ('1,2', ...)
     occupancy_incomplete: tuple = ()   # sets of group ids summing to at most 1
+    tls: object = None                 # TLS groups (refinement.tls): 'chain', 'auto' or a list of
+                                       # selections / (id, selection); None: no TLS
+    tls_steps: int = 25                # L-BFGS steps per cycle for the TLS tensors
     fix_xyz: bool = False
     fix_b: bool = False
     selection: str | None = None       # gemmi selection of the atoms that move (MINIMIZE)
@@ -183,8 +186,16 @@ class Refinement:
         hp = getattr(restraints, "hydrogen_parents", None)
         site = getattr(restraints, "site_symmetry", None)
         self.p_xyz = xyz_parameters(self.state, restraints, self.movable)
-        self.p_adp = Parameters("adp", self.state, self.movable, hp, h_b_factor=o.h_b_factor,
+        self.tls = self._tls_groups()
+        adp_movable = self.movable.copy()
+        if self.tls is not None:
+            adp_movable[self.tls.all_atoms] = False       # their ADPs: TLS + residual B
+        self.p_adp = Parameters("adp", self.state, adp_movable, hp, h_b_factor=o.h_b_factor,
                                 site_symmetry=site)
+        if self.tls is not None:
+            from .tls import TLSParameters
+            self.p_tls = TLSParameters(self.tls, "tls", self.p_adp)
+            self.p_res = TLSParameters(self.tls, "residual", self.p_adp)
         if self.p_xyz.site is not None and not o.fix_xyz:
             r = np.linalg.norm(self.p_xyz.site.residual, axis=1)
             self.log(f"special positions: {len(r)} atom(s) move along their symmetry elements only "
@@ -198,6 +209,33 @@ class Refinement:
         self.p_occ = Parameters("occ", self.state, self.movable, hp, occupancy_groups=self.occ_groups)
         if user_occ is not None:
             self.p_occ = CombinedParameters([self.p_occ, user_occ])
+
+    def _tls_groups(self):
+        """The TLS model of the options' groups (None without TLS); the groups' atoms become
+        anisotropic, U = U_TLS + residual (see refinement.tls)."""
+        o = self.options
+        if not o.tls:
+            return None
+        if o.cool:
+            raise ValueError("TLS refinement with kick cooling (cool > 0) is not supported")
+        from .tls import TLSModel, tls_group_atoms
+        groups = [(g, a[self.movable[a]]) for g, a in tls_group_atoms(self.model, o.tls, self.log)]
+        groups = [(g, a) for g, a in groups if len(a)]
+        if not groups:
+            self.log("TLS: no groups")
+            return None
+        tls = TLSModel.start(self.state, self.model.element, groups)
+        for gid, a in groups:
+            self.log(f"TLS group {gid}: {len(a)} atoms")
+        return tls
+
+    def adp_parameters(self):
+        """The ADP parameters of a coordinate+ADP or ADP stage: individual ADPs and, with TLS,
+        the residual B of the TLS groups' atoms (U_TLS refreshed at the current coordinates)."""
+        if self.tls is None:
+            return self.p_adp
+        self.tls.refresh(self.state)
+        return CombinedParameters([self.p_adp, self.p_res])
 
     def _user_occupancy_groups(self):
         """The options' occupancy groups as parameters (None without groups); their atoms get
@@ -280,7 +318,7 @@ class Refinement:
         are fixed or only a selection moves (the fixed atoms would not follow)."""
         o = self.options
         heavy = ~self.model.is_hydrogen
-        if o.fix_b or not self.p_adp.n or not self.movable[heavy].all():
+        if o.fix_b or not (self.p_adp.n or self.tls is not None) or not self.movable[heavy].all():
             return 0.0
         fm = self.fmodel
         st = self.state
@@ -389,10 +427,15 @@ class Refinement:
         steps = o.xyz_steps if steps is None else int(steps)
         strategy = self.cycle_strategy(strategy)
         combined = strategy == "combined" and not o.fix_xyz and not o.fix_b and self.p_xyz.n > 0
+        if self.tls is not None and not o.fix_b and not self.stop:
+            # TLS first, residual B held (REFMAC, PDB-REDO); residual B with the ADPs below
+            self.tls.refresh(self.state)
+            self.e_adp.weights["adp"] = o.adp_weight
+            self._stage(self.e_adp, self.p_tls, o.tls_steps, "adp")
         if combined:
             # coordinates, ADPs and occupancies in one minimization (occupancies: few parameters,
             # a separate stage cost as many structure-factor evaluations as the rest)
-            parts = [self.p_xyz, self.p_adp] + ([self.p_occ] if self.p_occ.n else [])
+            parts = [self.p_xyz, self.adp_parameters()] + ([self.p_occ] if self.p_occ.n else [])
             both = CombinedParameters(parts)
             self.e_all.weights["adp"] = o.adp_weight
             self._stage(self.e_all, both, steps, "+".join(p.kind for p in both.parts), adjust=True)
@@ -400,9 +443,9 @@ class Refinement:
             self._stage(self.e_xyz, self.p_xyz, steps, "xyz", adjust=True)
         if (combined or (not o.fix_xyz and self.p_xyz.n)) and not self.stop:
             self.adjust_weight(self.geometry_rmsd()[0])
-        if not combined and not o.fix_b and self.p_adp.n and not self.stop:
+        if not combined and not o.fix_b and (self.p_adp.n or self.tls is not None) and not self.stop:
             self.e_adp.weights["adp"] = o.adp_weight
-            self._stage(self.e_adp, self.p_adp, o.adp_steps, "adp")
+            self._stage(self.e_adp, self.adp_parameters(), o.adp_steps, "adp")
         if self.p_occ.n and not self.stop and not combined:
             self._stage(self.e_occ, self.p_occ, o.occ_steps, "occ")
         self.rephase(full=True)
@@ -494,6 +537,8 @@ class Refinement:
             m.u_aniso[:] = self.state.u_aniso
             m.is_aniso[:] = self.state.is_aniso
             m.occ[:] = self.state.occ
+            if self.tls is not None:
+                m.meta["tls"] = self.tls.records(m)
             stats = self.fmodel.statistics()
             b, a, geo = self.geometry_rmsd()
             stats["rmsd_bond"], stats["rmsd_angle"] = b, a
