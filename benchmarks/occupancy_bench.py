@@ -80,7 +80,7 @@ def main() -> int:
             row["occupancies"] = conformer_occupancies(row["output"])
         summary = row.pop("kickref_summary", None)
         if summary:
-            row["r_work_own"] = summary.get("statistics", {}).get("r_work") or summary.get("r_work")
+            row["r_work_own"] = summary.get("final", {}).get("r_work")
         print(f"{name:10s} R-work {row.get('r_work_kickref_rfactor', float('nan')):.4f}  "
               f"occ A {row.get('occupancies', {}).get('A')}  B {row.get('occupancies', {}).get('B')}"
               f"  {row.get('error', '')}", flush=True)

@@ -17,6 +17,8 @@ BENCHES = [
      ["gamma_partial.py"]),
     ("far starts (MR-like 4hg7 from 4qo4; 1cbs, 3zt9 with local-minimum errors): build + R",
      ["far_starts.py"]),
+    ("TLS: R-free with and without --tls chain on 1cbs and 4iid (cctbx judge)", ["tls_bench.py"]),
+    ("occupancy groups: 6mw0 conformers A+B=1, kickref vs servalcat R-work", ["occupancy_bench.py"]),
 ]
 
 

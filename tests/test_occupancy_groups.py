@@ -95,3 +95,19 @@ def test_refined_conformer_groups_are_single_valued_and_sum_to_one(tmp_path):
     assert len(set(a)) == 1 and len(set(b)) == 1
     assert abs(a[0] + b[0] - 1.0) < 1e-12
     assert 0 < a[0] < 1 and a[0] != 0.5              # refined, not just copied
+
+
+def test_cli_group_options_reach_refine_options(tmp_path):
+    from kickref.cli import build_parser
+    from kickref.cli.refine import _occupancy_options, _tls_option
+    f = tmp_path / "occ.txt"
+    f.write_text("group 1 //A/*/*:A\ngroup 2 //A/*/*:B\nincomplete 1\n")
+    t = tmp_path / "tls.txt"
+    t.write_text("//A/1-50\n")
+    args = build_parser().parse_args(["refine", "m.pdb", "d.mtz", "--occupancy-file", str(f),
+                                      "--occupancy-group", "3://A/1101", "--occupancy-complete", "2,3",
+                                      "--tls", str(t), "--tls-steps", "7"])
+    assert _occupancy_options(args) == {"occupancy_groups": ("1://A/*/*:A", "2://A/*/*:B", "3://A/1101"),
+                                        "occupancy_complete": ("2,3",), "occupancy_incomplete": (("1",),)}
+    assert _tls_option(args.tls) == (("1", "//A/1-50"),) and args.tls_steps == 7
+    assert _tls_option("chain") == "chain"

@@ -102,11 +102,8 @@ class GroupOccupancies:
         return o if complete else o[:-1]
 
     def _split(self, x):
-        out, i = [], 0
-        for s in self.sets:
-            out.append(x[i:i + s.n_free])
-            i += s.n_free
-        return out
+        """The logits of each set."""
+        return np.split(np.asarray(x, dtype=np.float64), np.cumsum([s.n_free for s in self.sets])[:-1])
 
     def occupancies(self, x) -> list[np.ndarray]:
         """Per set, the occupancies of its groups for the parameters ``x``."""
