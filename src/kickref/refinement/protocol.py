@@ -187,6 +187,11 @@ class Refinement:
         site = getattr(restraints, "site_symmetry", None)
         self.p_xyz = xyz_parameters(self.state, restraints, self.movable)
         self.tls = self._tls_groups()
+        single_b = None
+        if self.tls is not None:              # residual B: one parameter, restrained as isotropic
+            single_b = np.zeros(model.n_atoms, bool)
+            single_b[self.tls.all_atoms] = True
+        restraints.params.adp_kl_single_b = single_b
         adp_movable = self.movable.copy()
         if self.tls is not None:
             adp_movable[self.tls.all_atoms] = False       # their ADPs: TLS + residual B

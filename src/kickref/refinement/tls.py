@@ -197,7 +197,7 @@ class TLSParameters:
         4/15 off-diagonal), summed over the atoms through J² (TLS)."""
         cb = c_atom["b"][self.tls.all_atoms]
         if self.part == "residual":
-            c = 0.6 * cb                   # three diagonal components, 1/8π² each: 3/5·c_B
+            c = cb                         # U = B_res/8π²·I: as an isotropic atom's B
         else:
             w = EIGHT_PI2 ** 2 * np.array([1 / 5, 1 / 5, 1 / 5, 4 / 15, 4 / 15, 4 / 15])
             c = np.concatenate([np.einsum("nkp,nk->p", J ** 2, cb[s][:, None] * w)

@@ -321,7 +321,8 @@ class ADPSimilarityTerm(PairTerm):
 
 class ADPKLTerm(PairTerm):
     """KL-divergence similarity of neighbouring atoms' ADPs (see :mod:`kickref.restraints.adp_kl`):
-    ``idx`` (m, 2), σ (m,) dimensionless. Pairs of two isotropic atoms use σ/√f with
+    ``idx`` (m, 2), σ (m,) dimensionless. Pairs of two isotropic atoms (or atoms with one B
+    parameter, ``params.adp_kl_single_b``: TLS atoms) use σ/√f with
     f = ``params.adp_kl_iso_factor``, read at each evaluation (``params`` is the
     :class:`~kickref.restraints.restraints.RestraintParameters` of the restraints, which the
     refinement sets after they are built)."""
@@ -342,6 +343,8 @@ class ADPKLTerm(PairTerm):
         if f != 1.0 and len(self):
             # pairs of two isotropic atoms (1 parameter each, not 6) are restrained more loosely
             ani = np.asarray(state.is_aniso, bool)
+            if self.params.adp_kl_single_b is not None:
+                ani = ani & ~self.params.adp_kl_single_b
             both_iso = ~ani[self.idx[:, 0]] & ~ani[self.idx[:, 1]]
             sigma = np.where(both_iso, sigma / np.sqrt(f), sigma)
         v, gb, gu, act = kl_value_and_gradient(self.idx, sigma, state.b_iso, state.u_aniso,
