@@ -191,7 +191,7 @@ class Refinement:
         if self.tls is not None:              # residual B: one parameter, restrained as isotropic
             single_b = np.zeros(model.n_atoms, bool)
             single_b[self.tls.all_atoms] = True
-        restraints.params.adp_kl_single_b = single_b
+        restraints.params.adp_single_b = single_b
         adp_movable = self.movable.copy()
         if self.tls is not None:
             adp_movable[self.tls.all_atoms] = False       # their ADPs: TLS + residual B
