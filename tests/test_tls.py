@@ -97,6 +97,9 @@ def test_tls_gradient_through_the_xray_target_on_1cbs():
     model, data, _ = case_paths("1cbs")
     m, d = kickref.load_inputs(model, data)
     r = Refinement(m, d, build_restraints(m, monlib_dir=MONOMERS), RefineOptions(tls="chain", adp="iso"))
+    # TLS atoms (one residual B each) are restrained as isotropic atoms: no rigid bond among them
+    rb = r.restraints.rigid_bonds
+    assert r.state.is_aniso[rb.idx].all(axis=1).all() and not rb._active(r.state).any()
     r.rephase()
     r.weight = 1.0
     p = r.p_tls
