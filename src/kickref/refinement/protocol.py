@@ -223,6 +223,9 @@ class Refinement:
             return None
         if o.cool:
             raise ValueError("TLS refinement with kick cooling (cool > 0) is not supported")
+        if o.fix_b:
+            self.log("TLS: ADPs fixed (fix_b): no TLS refinement")
+            return None
         from .tls import TLSModel, tls_group_atoms
         groups = [(g, a[self.movable[a]]) for g, a in tls_group_atoms(self.model, o.tls, self.log)]
         groups = [(g, a) for g, a in groups if len(a)]

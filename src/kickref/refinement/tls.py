@@ -78,7 +78,6 @@ class TLSModel:
     origins: np.ndarray
     params: np.ndarray
     b_res: np.ndarray
-    selections: list = None
 
     def __post_init__(self):
         self.all_atoms = np.concatenate(self.atoms)
@@ -112,7 +111,7 @@ class TLSModel:
 
     # ---------------------------------------------------------------- start
     @classmethod
-    def start(cls, state, element, groups, selections=None) -> "TLSModel":
+    def start(cls, state, element, groups) -> "TLSModel":
         """Origins at the centres of mass; the TLS fitted to each group's B values (see module)."""
         origins, params, b_res = [], [], []
         beq = state.b_eq()
@@ -137,7 +136,7 @@ class TLSModel:
             params.append(p)
             b_res.append(res)
         m = cls([g for g, _ in groups], [a for _, a in groups], np.array(origins), np.array(params),
-                np.concatenate(b_res), selections)
+                np.concatenate(b_res))
         m.refresh(state)
         return m
 
