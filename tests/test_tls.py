@@ -141,3 +141,18 @@ def test_tls_refinement_output_read_back_by_gemmi(tmp_path):
         diff = np.array(at.aniso.elements_pdb()) - u_tls
         assert np.allclose(diff[3:], 0, atol=2e-4) and np.ptp(diff[:3]) < 2e-4 and diff[0] >= -1e-4
     assert res.r_free is not None and np.isfinite(res.r_free)
+
+
+def test_tls_group_specs():
+    from kickref.core.errors import InputError
+    from kickref.refinement.tls import tls_group_atoms
+    model, _, _ = case_paths("1cbs")
+    m = kickref.read_model(model)
+    logged = []
+    (gid, atoms), = tls_group_atoms(m, "chain")
+    assert gid == "A" and not m.is_water[atoms].any() and not m.is_hydrogen[atoms].any()
+    assert [g for g, _ in tls_group_atoms(m, "auto")] == ["A"]
+    two = tls_group_atoms(m, [("N", "//A/1-60"), "//A/61-137", "//A/200"], logged.append)
+    assert [g for g, _ in two] == ["N", "2"] and "no TLS" in logged[0]          # the ligand alone: too few
+    with pytest.raises(InputError, match="overlaps"):
+        tls_group_atoms(m, ["//A/1-60", "//A/50-70"])
