@@ -547,6 +547,8 @@ class Refinement:
             m.occ[:] = self.state.occ
             if self.tls is not None:
                 m.meta["tls"] = self.tls.records(m)
+                for line in self.tls.summary():
+                    self.log(line)
             stats = self.fmodel.statistics()
             b, a, geo = self.geometry_rmsd()
             stats["rmsd_bond"], stats["rmsd_angle"] = b, a

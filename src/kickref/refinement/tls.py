@@ -141,6 +141,20 @@ class TLSModel:
         return m
 
     # ---------------------------------------------------------------- output
+    def summary(self) -> list[str]:
+        """One log line per group: atoms, mean B of the TLS part and of the residual (Å²),
+        eigenvalues of T (Å²) and L (deg²)."""
+        u = self.u_tls()
+        out = []
+        for gid, s, p in zip(self.ids, self.group_slices(), self.params):
+            T, L, _ = tls_tensors(p)
+            b_tls = EIGHT_PI2 / 3.0 * u[s, :3].sum(axis=1)
+            out.append(f"TLS group {gid}: {s.stop - s.start} atoms, <B_TLS> {b_tls.mean():.1f} Å², "
+                       f"<B_res> {self.b_res[s].mean():.1f} Å², T eig "
+                       + " ".join(f"{v:.3f}" for v in np.linalg.eigvalsh(T)) + " Å², L eig "
+                       + " ".join(f"{v:.2f}" for v in np.linalg.eigvalsh(L) / DEG ** 2) + " deg²")
+        return out
+
     def records(self, model) -> list[dict]:
         """Per group: id, origin (Å), T (Å²), L (deg²), S (Å·deg) as 3×3 lists, and the residue
         ranges per chain [(chain, first seqid, last seqid)] (for PDB/mmCIF records)."""
