@@ -79,6 +79,27 @@ def build_occupancy_sets(model, groups, complete=(), incomplete=()) -> list[Occu
     return sets
 
 
+def user_occupancy_parameters(model, state, options, log=None):
+    """:class:`GroupOccupancies` of ``options.occupancy_groups`` / ``_complete`` /
+    ``_incomplete`` (RefineOptions), None without groups; the groups' atoms in ``state`` get the
+    group's occupancy (single-valued) at once."""
+    log = log or (lambda s: None)
+    o = options
+    if not o.occupancy_groups:
+        if o.occupancy_complete or o.occupancy_incomplete:
+            raise ValueError("occupancy sets given without occupancy groups")
+        return None
+    sets = build_occupancy_sets(model, o.occupancy_groups, o.occupancy_complete, o.occupancy_incomplete)
+    p = GroupOccupancies(sets)
+    x = p.get(state)
+    p.set(x, state)
+    for s, occ in zip(sets, p.occupancies(x)):
+        kind = "complete (sum 1)" if s.complete else "incomplete (sum ≤ 1)"
+        log(f"occupancy set {','.join(s.ids)} {kind}: " + ", ".join(
+            f"group {i} {len(g)} atoms occ {v:.3f}" for i, g, v in zip(s.ids, s.groups, occ)))
+    return p
+
+
 class GroupOccupancies:
     """Parameters (kind 'occ', the interface of :class:`.parameters.Parameters`): the logits of
     every :class:`OccupancySet`; the atoms of a group all get the group's occupancy."""

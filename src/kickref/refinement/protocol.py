@@ -1,12 +1,14 @@
 """Restrained refinement: macro-cycles of coordinate, ADP and occupancy minimization.
 
 One macro-cycle (after MAIN's REF_XYZ / REF_B / REF_OCCU):
+  0. with TLS groups (refinement.tls): T, L, S, the residual B held;
   1. coordinates: L-BFGS on w·X + geometry, in chunks of ``rephase_every`` steps; after each
      chunk Fc, scale and likelihood parameters are brought up to date ("re-phase") and the
      X-ray weight w is re-adjusted from the bond RMSD (MAIN ``min adjust bond 0.02``, every
      ``weight_every`` steps and at each macro-cycle);
   2. ADPs: L-BFGS on w_B·X + ADP restraints;
-  3. occupancies of altloc groups (sums kept) and, if asked, of partial ligands/waters;
+  3. occupancies of altloc groups (sums kept), of the user's occupancy groups
+     (refinement.occupancy) and, if asked, of partial ligands/waters;
   4. full re-phase: solvent mask, bulk solvent and scale (LS or ML), outliers, D and S.
 Interrupting (Ctrl-C, or ``stop.set()``) ends the run after the current step with a valid model.
 """
@@ -186,7 +188,8 @@ class Refinement:
         hp = getattr(restraints, "hydrogen_parents", None)
         site = getattr(restraints, "site_symmetry", None)
         self.p_xyz = xyz_parameters(self.state, restraints, self.movable)
-        self.tls = self._tls_groups()
+        from .tls import start_tls
+        self.tls = start_tls(model, self.state, o, self.movable, self.log)
         single_b = None
         if self.tls is not None:              # residual B: one parameter, restrained as isotropic
             single_b = np.zeros(model.n_atoms, bool)
@@ -205,7 +208,8 @@ class Refinement:
             r = np.linalg.norm(self.p_xyz.site.residual, axis=1)
             self.log(f"special positions: {len(r)} atom(s) move along their symmetry elements only "
                      f"(largest start offset from the element {r.max():.3f} Å, kept)")
-        user_occ = self._user_occupancy_groups()
+        from .occupancy import user_occupancy_parameters
+        user_occ = user_occupancy_parameters(model, self.state, o, self.log)
         auto = self.movable.copy()
         if user_occ is not None:
             auto[user_occ.atoms] = False      # the user's groups replace the automatic ones
@@ -215,28 +219,6 @@ class Refinement:
         if user_occ is not None:
             self.p_occ = CombinedParameters([self.p_occ, user_occ])
 
-    def _tls_groups(self):
-        """The TLS model of the options' groups (None without TLS); the groups' atoms become
-        anisotropic, U = U_TLS + residual (see refinement.tls)."""
-        o = self.options
-        if not o.tls:
-            return None
-        if o.cool:
-            raise ValueError("TLS refinement with kick cooling (cool > 0) is not supported")
-        if o.fix_b:
-            self.log("TLS: ADPs fixed (fix_b): no TLS refinement")
-            return None
-        from .tls import TLSModel, tls_group_atoms
-        groups = [(g, a[self.movable[a]]) for g, a in tls_group_atoms(self.model, o.tls, self.log)]
-        groups = [(g, a) for g, a in groups if len(a)]
-        if not groups:
-            self.log("TLS: no groups")
-            return None
-        tls = TLSModel.start(self.state, self.model.element, groups)
-        for gid, a in groups:
-            self.log(f"TLS group {gid}: {len(a)} atoms")
-        return tls
-
     def adp_parameters(self):
         """The ADP parameters of a coordinate+ADP or ADP stage: individual ADPs and, with TLS,
         the residual B of the TLS groups' atoms (U_TLS refreshed at the current coordinates)."""
@@ -244,25 +226,6 @@ class Refinement:
             return self.p_adp
         self.tls.refresh(self.state)
         return CombinedParameters([self.p_adp, self.p_res])
-
-    def _user_occupancy_groups(self):
-        """The options' occupancy groups as parameters (None without groups); their atoms get
-        the group's occupancy (single-valued) from the start."""
-        o = self.options
-        if not o.occupancy_groups:
-            if o.occupancy_complete or o.occupancy_incomplete:
-                raise ValueError("occupancy sets given without occupancy groups")
-            return None
-        from .occupancy import GroupOccupancies, build_occupancy_sets
-        sets = build_occupancy_sets(self.model, o.occupancy_groups, o.occupancy_complete,
-                                    o.occupancy_incomplete)
-        p = GroupOccupancies(sets)
-        p.set(p.get(self.state), self.state)
-        for s, occ in zip(sets, p.occupancies(p.get(self.state))):
-            kind = "complete (sum 1)" if s.complete else "incomplete (sum ≤ 1)"
-            self.log(f"occupancy set {','.join(s.ids)} {kind}: " + ", ".join(
-                f"group {i} {len(g)} atoms occ {v:.3f}" for i, g, v in zip(s.ids, s.groups, occ)))
-        return p
 
     # ----------------------------------------------------------------- setup
     def _apply_adp_mode(self, mode):
@@ -456,6 +419,8 @@ class Refinement:
             self._stage(self.e_adp, self.adp_parameters(), o.adp_steps, "adp")
         if self.p_occ.n and not self.stop and not combined:
             self._stage(self.e_occ, self.p_occ, o.occ_steps, "occ")
+        if self.tls is not None:
+            self.tls.refresh(self.state)        # U_TLS at the coordinates the cycle ends with
         self.rephase(full=True)
 
     def cycle_strategy(self, strategy: str | None = None) -> str:

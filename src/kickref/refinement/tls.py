@@ -8,8 +8,9 @@ centre of mass at the start) and an isotropic residual B_res per atom. Two param
 - ``TLSParameters(tls, 'residual', …)``: the residual B of every TLS atom, TLS held.
 Gradients by the chain rule from dE/dU_atom (U is linear in T, L, S: dE/dp = Σ_atoms Jᵀ dE/dU;
 dE/dB_res = tr(dE/dU)/8π²). U_TLS depends on the coordinates: the Jacobians are recomputed
-from the current coordinates by :meth:`TLSModel.refresh` before each ADP stage (coordinates
-move with U held in between, as REFMAC does between its TLS and individual-atom steps).
+from the current coordinates by :meth:`TLSModel.refresh` before each ADP stage and at the end
+of each macro-cycle (coordinates move with U held in between, as REFMAC does between its TLS
+and individual-atom steps), so the written U is U_TLS at the written coordinates + residual.
 
 Start: per group, B_res = the group's 10th-percentile B_eq (not above any atom's), and TLS
 fitted by least squares to the remaining isotropic U of the atoms, B_eq − B_res, scaled down
@@ -67,6 +68,28 @@ def tls_group_atoms(model, spec, log=None) -> list[tuple[str, np.ndarray]]:
             continue
         out.append((gid, np.flatnonzero(m)))
     return out
+
+
+def start_tls(model, state, options, movable, log=None):
+    """The :class:`TLSModel` of ``options.tls`` (RefineOptions) over the ``movable`` atoms, its
+    atoms made anisotropic in ``state``; None without TLS (or with ``fix_b``)."""
+    log = log or (lambda s: None)
+    if not options.tls:
+        return None
+    if options.cool:
+        raise ValueError("TLS refinement with kick cooling (cool > 0) is not supported")
+    if options.fix_b:
+        log("TLS: ADPs fixed (fix_b): no TLS refinement")
+        return None
+    groups = [(g, a[movable[a]]) for g, a in tls_group_atoms(model, options.tls, log)]
+    groups = [(g, a) for g, a in groups if len(a)]
+    if not groups:
+        log("TLS: no groups")
+        return None
+    tls = TLSModel.start(state, model.element, groups)
+    for gid, a in groups:
+        log(f"TLS group {gid}: {len(a)} atoms")
+    return tls
 
 
 @dataclass
