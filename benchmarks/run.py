@@ -19,6 +19,8 @@ BENCHES = [
      ["far_starts.py"]),
     ("kickref batch vs the same refinements one by one: wall ratio, identity, choice (cctbx judge)",
      ["batch_bench.py"]),
+    ("TLS: R-free with and without --tls chain on 1cbs and 4iid (cctbx judge)", ["tls_bench.py"]),
+    ("occupancy groups: 6mw0 conformers A+B=1, kickref vs servalcat R-work", ["occupancy_bench.py"]),
 ]
 
 

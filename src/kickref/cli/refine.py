@@ -76,6 +76,22 @@ def add_parser(sub):
                         "anisotropic, else keep)")
     g.add_argument("--refine-occupancy", action="store_true",
                    help="also refine occupancies of partial single-conformer ligands and waters")
+    g.add_argument("--occupancy-group", action="append", default=[], metavar="ID:SEL",
+                   help="an occupancy group: the atoms of selection SEL share one refined occupancy "
+                        "(repeatable; a repeated ID adds atoms), e.g. '1://A/*/*:A'")
+    g.add_argument("--occupancy-complete", action="append", default=[], metavar="ID,ID,...",
+                   help="occupancy groups whose occupancies sum to exactly 1 (repeatable)")
+    g.add_argument("--occupancy-incomplete", action="append", default=[], metavar="ID,ID,...",
+                   help="occupancy groups whose occupancies sum to at most 1 (repeatable)")
+    g.add_argument("--occupancy-file", metavar="FILE",
+                   help="occupancy groups from a file: lines 'group ID SEL', 'complete ID ID', "
+                        "'incomplete ID ...' (added to the options above)")
+    g.add_argument("--tls", metavar="chain|auto|FILE",
+                   help="TLS groups, U = U_TLS + residual isotropic B: chain (one group per chain), auto "
+                        "(chains with >= 10 polymer residues) or a file of selections, one group a line "
+                        "('SEL' or 'ID: SEL'); each cycle refines T, L, S first, then the residual B")
+    g.add_argument("--tls-steps", type=count, default=D.tls_steps,
+                   help=f"L-BFGS steps per cycle for the TLS tensors, ≥ 1 (default {D.tls_steps})")
     g.add_argument("--fix-xyz", action="store_true", help="do not refine coordinates")
     g.add_argument("--fix-b", action="store_true", help="do not refine ADPs")
     g.add_argument("--select", metavar="SEL", type=selection_arg,
@@ -257,9 +273,30 @@ def refine_arguments(args) -> dict:
                 scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent,
                 cool=args.cool, kick=args.kick, kick_b=args.kick_b,
                 kick_law=args.kick_law, convergence=args.convergence,
-                overall_b_to_atoms=args.overall_b == "atoms")
+                overall_b_to_atoms=args.overall_b == "atoms", tls=_tls_option(args.tls),
+                tls_steps=args.tls_steps, **_occupancy_options(args))
     return dict(monlib=args.monlib, ligands=list(args.ligand), allow_unknown=args.allow_unknown,
                 **load_options(args), **opts)
+
+
+def _tls_option(value):
+    """--tls: None, 'chain', 'auto', or the (id, selection) groups of a file."""
+    if value in (None, "chain", "auto"):
+        return value
+    from ..io.groups import read_tls_groups
+    return tuple(read_tls_groups(value))
+
+
+def _occupancy_options(args) -> dict:
+    """RefineOptions' occupancy groups and sets from --occupancy-* (file first, then options)."""
+    groups, complete, incomplete = [], [], []
+    if args.occupancy_file:
+        from ..io.groups import read_occupancy_groups
+        f = read_occupancy_groups(args.occupancy_file)
+        groups, complete, incomplete = f["groups"], f["complete"], f["incomplete"]
+    return {"occupancy_groups": tuple(groups + args.occupancy_group),
+            "occupancy_complete": tuple(complete + args.occupancy_complete),
+            "occupancy_incomplete": tuple(incomplete + args.occupancy_incomplete)}
 
 
 def run_map(args, lines):

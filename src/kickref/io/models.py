@@ -62,13 +62,18 @@ def write_model(model: Model, path, *, remarks: dict | None = None) -> None:
     """Write the model as PDB (``.pdb``/``.ent``) or mmCIF (``.cif``/``.mmcif``), atomically.
 
     ``remarks`` may carry refinement statistics (keys r_work, r_free, rmsd_bond, rmsd_angle,
-    d_min, d_max, n_refl, n_free) that go into REMARK 3 / ``_refine``.
+    d_min, d_max, n_refl, n_free) that go into REMARK 3 / ``_refine``. TLS groups in
+    ``model.meta['tls']`` (:meth:`kickref.refinement.tls.TLSModel.records`) go into REMARK 3
+    (REFMAC's layout) / ``_pdbx_refine_tls*``; the atoms' U are the total (TLS + residual).
     """
     st = model.sync_structure()
     p = Path(path)
     name = p.name.lower().removesuffix(".gz")
     if remarks:
         _set_refinement_info(st, remarks)
+    tls = model.meta.get("tls")
+    if tls:
+        _set_tls_groups(st, tls)
     with atomic_path(p) as tmp:
         if name.endswith((".cif", ".mmcif")):
             doc = st.make_mmcif_document()
@@ -78,15 +83,16 @@ def write_model(model: Model, path, *, remarks: dict | None = None) -> None:
         else:
             opt = gemmi.PdbWriteOptions()
             raw = list(st.raw_remarks)
-            if remarks:
+            if remarks or tls:
                 # the input's REMARK 3 (another program's refinement) would be read as ours
                 st.raw_remarks = [line for line in raw if not line.startswith("REMARK   3")]
             try:
                 text = st.make_pdb_string(opt)
             finally:
                 st.raw_remarks = raw
-            if remarks:
-                text = _insert_remark3(text, _pdb_remarks(remarks))
+            if remarks or tls:
+                text = _insert_remark3(text, (_pdb_remarks(remarks) if remarks else "")
+                                       + (_pdb_tls_remarks(tls) if tls else ""))
             with open(tmp, "w") as f:
                 f.write(text)
 
@@ -112,6 +118,60 @@ def _set_refinement_info(st: gemmi.Structure, r: dict) -> None:
         st.meta.software = [sw]
     except Exception:  # metadata is a courtesy; never fail writing on it
         pass
+
+
+def _set_tls_groups(st: gemmi.Structure, groups: list) -> None:
+    """TLS groups into gemmi's metadata (mmCIF ``_pdbx_refine_tls*`` is written from it)."""
+    out = []
+    for g in groups:
+        t = gemmi.TlsGroup()
+        t.id = g["id"]
+        t.origin = gemmi.Position(*g["origin"])
+        T, L = g["T"], g["L"]
+        t.T = gemmi.SMat33d(T[0][0], T[1][1], T[2][2], T[0][1], T[0][2], T[1][2])
+        t.L = gemmi.SMat33d(L[0][0], L[1][1], L[2][2], L[0][1], L[0][2], L[1][2])
+        t.S = gemmi.Mat33(g["S"])
+        sels = []
+        for chain, first, last in g["ranges"]:
+            sel = gemmi.TlsGroup.Selection()
+            sel.chain, sel.res_begin, sel.res_end = chain, gemmi.SeqId(first), gemmi.SeqId(last)
+            sels.append(sel)
+        t.selections = sels
+        out.append(t)
+    if not st.meta.refinement:
+        ref = gemmi.RefinementInfo()
+        ref.id = "1"
+        st.meta.refinement = [ref]
+    refs = st.meta.refinement
+    refs[0].tls_groups = out
+    st.meta.refinement = refs
+
+
+def _pdb_tls_remarks(groups: list) -> str:
+    """REMARK 3 TLS DETAILS (REFMAC's layout: T Å², L deg², S Å·deg), as gemmi reads it."""
+    lines = ["REMARK   3", "REMARK   3  TLS DETAILS",
+             f"REMARK   3   NUMBER OF TLS GROUPS  : {len(groups)}"]
+    for g in groups:
+        T, L, S, o = g["T"], g["L"], g["S"], g["origin"]
+        lines += ["REMARK   3", f"REMARK   3   TLS GROUP : {g['id']}",
+                  f"REMARK   3    NUMBER OF COMPONENTS GROUP : {len(g['ranges'])}",
+                  "REMARK   3    COMPONENTS        C SSSEQI   TO  C SSSEQI"]
+        lines += [f"REMARK   3    RESIDUE RANGE :   {c:>1s} {a:>5s}        {c:>1s} {b:>5s}"
+                  for c, a, b in g["ranges"]]
+        lines += [f"REMARK   3    ORIGIN FOR THE GROUP (A):{o[0]:9.4f}{o[1]:9.4f}{o[2]:9.4f}",
+                  "REMARK   3    T TENSOR",
+                  f"REMARK   3      T11:{T[0][0]:9.4f} T22:{T[1][1]:9.4f}",
+                  f"REMARK   3      T33:{T[2][2]:9.4f} T12:{T[0][1]:9.4f}",
+                  f"REMARK   3      T13:{T[0][2]:9.4f} T23:{T[1][2]:9.4f}",
+                  "REMARK   3    L TENSOR",
+                  f"REMARK   3      L11:{L[0][0]:9.4f} L22:{L[1][1]:9.4f}",
+                  f"REMARK   3      L33:{L[2][2]:9.4f} L12:{L[0][1]:9.4f}",
+                  f"REMARK   3      L13:{L[0][2]:9.4f} L23:{L[1][2]:9.4f}",
+                  "REMARK   3    S TENSOR"]
+        lines += [f"REMARK   3      S{i + 1}1:{S[i][0]:9.4f} S{i + 1}2:{S[i][1]:9.4f} S{i + 1}3:{S[i][2]:9.4f}"
+                  for i in range(3)]
+    lines.append("REMARK   3")
+    return "\n".join(f"{s:<80}" for s in lines) + "\n"
 
 
 # records that stand before REMARK 3 in a PDB file (format v3.3, title section order)

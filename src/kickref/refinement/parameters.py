@@ -173,12 +173,8 @@ class Parameters:
                 gx[a] = self.site.project_vectors(gx[a])
             return gx[self.atoms].ravel()
         if self.kind == "adp":
-            gb = g.b_iso.copy()
-            if len(self.h_atoms):
-                np.add.at(gb, self.hparent[self.h_atoms], self.h_b_factor * gb[self.h_atoms])
-            gu = g.u_aniso[self.ani].copy()
-            # B-restraint gradients act on B_eq = 8π²/3·tr(U) of anisotropic atoms
-            gu[:, :3] += (EIGHT_PI2 / 3.0 * gb[self.ani])[:, None]
+            gb = self._b_gradient(g)
+            gu = self.atom_u_gradient(g, gb)[self.ani]
             if self.site is not None:
                 gu[self.site_rows] = self.site.project_u_gradient(gu[self.site_rows])
             return np.concatenate([gb[self.iso], gu.ravel() / EIGHT_PI2])
@@ -188,6 +184,21 @@ class Parameters:
             for p in params:
                 out[p] -= s
         return out
+
+    def _b_gradient(self, g: AtomGradient) -> np.ndarray:
+        """dE/dB per atom with the riding hydrogens' B gradient added to their parents."""
+        gb = g.b_iso.copy()
+        if len(self.h_atoms):
+            np.add.at(gb, self.hparent[self.h_atoms], self.h_b_factor * gb[self.h_atoms])
+        return gb
+
+    def atom_u_gradient(self, g: AtomGradient, gb=None) -> np.ndarray:
+        """dE/dU (n, 6) per atom (kind 'adp'): the U gradient plus the B-term gradients, which
+        act on B_eq = 8π²/3·tr(U) of anisotropic atoms (riding-H B included)."""
+        gb = self._b_gradient(g) if gb is None else gb
+        gu = g.u_aniso.copy()
+        gu[:, :3] += (EIGHT_PI2 / 3.0 * gb)[:, None]
+        return gu
 
     def set_curvature(self, c_atom: dict) -> None:
         """Per-parameter curvatures from per-atom ones ({'xyz','b','occ'}: (n_atoms,) arrays)."""

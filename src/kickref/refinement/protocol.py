@@ -1,12 +1,14 @@
 """Restrained refinement: macro-cycles of coordinate, ADP and occupancy minimization.
 
 One macro-cycle (after MAIN's REF_XYZ / REF_B / REF_OCCU):
+  0. with TLS groups (refinement.tls): T, L, S, the residual B held;
   1. coordinates: L-BFGS on w·X + geometry, in chunks of ``rephase_every`` steps; after each
      chunk Fc, scale and likelihood parameters are brought up to date ("re-phase") and the
      X-ray weight w is re-adjusted from the bond RMSD (MAIN ``min adjust bond 0.02``, every
      ``weight_every`` steps and at each macro-cycle);
   2. ADPs: L-BFGS on w_B·X + ADP restraints;
-  3. occupancies of altloc groups (sums kept) and, if asked, of partial ligands/waters;
+  3. occupancies of altloc groups (sums kept), of the user's occupancy groups
+     (refinement.occupancy) and, if asked, of partial ligands/waters;
   4. full re-phase: solvent mask, bulk solvent and scale (LS or ML), outliers, D and S.
 Interrupting (Ctrl-C, or ``stop.set()``) ends the run after the current step with a valid model.
 """
@@ -48,6 +50,13 @@ class RefineOptions:
     adp: str = "auto"                  # keep | iso | aniso | auto (aniso for all non-H atoms when
                                        # at least half of them come anisotropic, else keep)
     refine_occupancy: bool = False     # partial single-conformer ligands/waters too
+    occupancy_groups: object = ()      # user groups: {id: selection} or ('ID:SELECTION', ...);
+                                       # one occupancy per group (refinement.occupancy)
+    occupancy_complete: tuple = ()     # sets of group ids summing to exactly 1: ('1,2', ...)
+    occupancy_incomplete: tuple = ()   # sets of group ids summing to at most 1
+    tls: object = None                 # TLS groups (refinement.tls): 'chain', 'auto' or a list of
+                                       # selections / (id, selection); None: no TLS
+    tls_steps: int = 25                # L-BFGS steps per cycle for the TLS tensors
     fix_xyz: bool = False
     fix_b: bool = False
     selection: str | None = None       # gemmi selection of the atoms that move (MINIMIZE)
@@ -186,15 +195,44 @@ class Refinement:
         hp = getattr(restraints, "hydrogen_parents", None)
         site = getattr(restraints, "site_symmetry", None)
         self.p_xyz = xyz_parameters(self.state, restraints, self.movable)
-        self.p_adp = Parameters("adp", self.state, self.movable, hp, h_b_factor=o.h_b_factor,
+        from .tls import start_tls
+        self.tls = start_tls(model, self.state, o, self.movable, self.log)
+        single_b = None
+        if self.tls is not None:              # residual B: one parameter, restrained as isotropic
+            single_b = np.zeros(model.n_atoms, bool)
+            single_b[self.tls.all_atoms] = True
+        restraints.params.adp_single_b = single_b
+        adp_movable = self.movable.copy()
+        if self.tls is not None:
+            adp_movable[self.tls.all_atoms] = False       # their ADPs: TLS + residual B
+        self.p_adp = Parameters("adp", self.state, adp_movable, hp, h_b_factor=o.h_b_factor,
                                 site_symmetry=site)
+        if self.tls is not None:
+            from .tls import TLSParameters
+            self.p_tls = TLSParameters(self.tls, "tls", self.p_adp)
+            self.p_res = TLSParameters(self.tls, "residual", self.p_adp)
         if self.p_xyz.site is not None and not o.fix_xyz:
             r = np.linalg.norm(self.p_xyz.site.residual, axis=1)
             self.log(f"special positions: {len(r)} atom(s) move along their symmetry elements only "
                      f"(largest start offset from the element {r.max():.3f} Å, kept)")
-        self.occ_groups = find_occupancy_groups(model, self.movable, o.refine_occupancy,
+        from .occupancy import user_occupancy_parameters
+        user_occ = user_occupancy_parameters(model, self.state, o, self.log)
+        auto = self.movable.copy()
+        if user_occ is not None:
+            auto[user_occ.atoms] = False      # the user's groups replace the automatic ones
+        self.occ_groups = find_occupancy_groups(model, auto, o.refine_occupancy,
                                                 getattr(restraints, "site_symmetry_order", None))
         self.p_occ = Parameters("occ", self.state, self.movable, hp, occupancy_groups=self.occ_groups)
+        if user_occ is not None:
+            self.p_occ = CombinedParameters([self.p_occ, user_occ])
+
+    def adp_parameters(self):
+        """The ADP parameters of a coordinate+ADP or ADP stage: individual ADPs and, with TLS,
+        the residual B of the TLS groups' atoms (U_TLS refreshed at the current coordinates)."""
+        if self.tls is None:
+            return self.p_adp
+        self.tls.refresh(self.state)
+        return CombinedParameters([self.p_adp, self.p_res])
 
     # ----------------------------------------------------------------- setup
     def _apply_adp_mode(self, mode):
@@ -258,7 +296,7 @@ class Refinement:
         are fixed or only a selection moves (the fixed atoms would not follow)."""
         o = self.options
         heavy = ~self.model.is_hydrogen
-        if o.fix_b or not self.p_adp.n or not self.movable[heavy].all():
+        if o.fix_b or not (self.p_adp.n or self.tls is not None) or not self.movable[heavy].all():
             return 0.0
         fm = self.fmodel
         st = self.state
@@ -367,10 +405,15 @@ class Refinement:
         steps = o.xyz_steps if steps is None else int(steps)
         strategy = self.cycle_strategy(strategy)
         combined = strategy == "combined" and not o.fix_xyz and not o.fix_b and self.p_xyz.n > 0
+        if self.tls is not None and not o.fix_b and not self.stop:
+            # TLS first, residual B held (REFMAC, PDB-REDO); residual B with the ADPs below
+            self.tls.refresh(self.state)
+            self.e_adp.weights["adp"] = o.adp_weight
+            self._stage(self.e_adp, self.p_tls, o.tls_steps, "adp")
         if combined:
             # coordinates, ADPs and occupancies in one minimization (occupancies: few parameters,
             # a separate stage cost as many structure-factor evaluations as the rest)
-            parts = [self.p_xyz, self.p_adp] + ([self.p_occ] if self.p_occ.n else [])
+            parts = [self.p_xyz, self.adp_parameters()] + ([self.p_occ] if self.p_occ.n else [])
             both = CombinedParameters(parts)
             self.e_all.weights["adp"] = o.adp_weight
             self._stage(self.e_all, both, steps, "+".join(p.kind for p in both.parts), adjust=True)
@@ -378,11 +421,13 @@ class Refinement:
             self._stage(self.e_xyz, self.p_xyz, steps, "xyz", adjust=True)
         if (combined or (not o.fix_xyz and self.p_xyz.n)) and not self.stop:
             self.adjust_weight(self.geometry_rmsd()[0])
-        if not combined and not o.fix_b and self.p_adp.n and not self.stop:
+        if not combined and not o.fix_b and (self.p_adp.n or self.tls is not None) and not self.stop:
             self.e_adp.weights["adp"] = o.adp_weight
-            self._stage(self.e_adp, self.p_adp, o.adp_steps, "adp")
+            self._stage(self.e_adp, self.adp_parameters(), o.adp_steps, "adp")
         if self.p_occ.n and not self.stop and not combined:
             self._stage(self.e_occ, self.p_occ, o.occ_steps, "occ")
+        if self.tls is not None:
+            self.tls.refresh(self.state)        # U_TLS at the coordinates the cycle ends with
         self.rephase(full=True)
 
     def cycle_strategy(self, strategy: str | None = None) -> str:
@@ -472,6 +517,10 @@ class Refinement:
             m.u_aniso[:] = self.state.u_aniso
             m.is_aniso[:] = self.state.is_aniso
             m.occ[:] = self.state.occ
+            if self.tls is not None:
+                m.meta["tls"] = self.tls.records(m)
+                for line in self.tls.summary():
+                    self.log(line)
             stats = self.fmodel.statistics()
             b, a, geo = self.geometry_rmsd()
             stats["rmsd_bond"], stats["rmsd_angle"] = b, a

@@ -32,6 +32,10 @@ class RestraintParameters:
     adp_similarity_sigma: float = 0.04  # Å², U similarity of bonded atoms (SHELX SIMU)
     adp_kl_max_dist: float = 4.0      # Å, spatial neighbours in the KL-divergence ADP restraint
     adp_kl_iso_factor: float = 1.0    # weight of KL pairs of two isotropic atoms (relative)
+    adp_single_b: object = None       # (n,) bool or None: anisotropic atoms with one ADP parameter
+                                      # (TLS atoms: U_TLS + residual B), restrained as isotropic
+                                      # ones (KL weight of isotropic pairs, B similarity, no rigid
+                                      # bond or U similarity between two of them)
     find_links: bool = True           # add links found by distance (disulfides, glycans, ...)
     polymer_link_stretch: float = 3.2  # Å beyond the ideal length up to which consecutive
                                        # polymer residues are linked (C-N 4.5, O3'-P 4.8 Å)

@@ -26,9 +26,13 @@ def _xyz(state) -> np.ndarray:
     return np.ascontiguousarray(state.xyz, dtype=np.float64)
 
 
-def _both_aniso(idx, state) -> np.ndarray:
-    """Mask of the pairs ``idx`` (m, 2) whose atoms are both anisotropic."""
+def _both_aniso(idx, state, params=None) -> np.ndarray:
+    """Mask of the pairs ``idx`` (m, 2) whose atoms are both anisotropic with six U parameters:
+    atoms in ``params.adp_single_b`` (TLS atoms: U_TLS + one residual B) count as isotropic."""
     ani = np.asarray(state.is_aniso, bool)
+    single = getattr(params, "adp_single_b", None)
+    if single is not None:
+        ani = ani & ~single
     return ani[idx[:, 0]] & ani[idx[:, 1]] if len(idx) else np.zeros(0, bool)
 
 
@@ -253,16 +257,17 @@ class PairTerm(RestraintTerm):
     count (both used in the value and in the reported deviations)."""
     kind = "adp"
 
-    def __init__(self, idx, sigma, scale: float = 1.0, enabled: bool = True):
+    def __init__(self, idx, sigma, scale: float = 1.0, enabled: bool = True, params=None):
         super().__init__(scale, enabled)
         self.idx = idx
         self.sigma = sigma
+        self.params = params          # RestraintParameters (adp_single_b), read at each evaluation
 
     def __len__(self):
         return len(self.idx)
 
     def _active(self, state):
-        return _both_aniso(self.idx, state)
+        return _both_aniso(self.idx, state, self.params)
 
     def deviations(self, state):
         act = self.actual(state)
@@ -276,7 +281,7 @@ class BSimilarityTerm(PairTerm):
     unit = "Å²"
 
     def _active(self, state):
-        return ~_both_aniso(self.idx, state) if len(self) else np.zeros(0, bool)
+        return ~_both_aniso(self.idx, state, self.params) if len(self) else np.zeros(0, bool)
 
     def evaluate(self, state, gradient=False):
         b = b_equivalent(state.b_iso, state.u_aniso, state.is_aniso)
@@ -321,7 +326,8 @@ class ADPSimilarityTerm(PairTerm):
 
 class ADPKLTerm(PairTerm):
     """KL-divergence similarity of neighbouring atoms' ADPs (see :mod:`kickref.restraints.adp_kl`):
-    ``idx`` (m, 2), σ (m,) dimensionless. Pairs of two isotropic atoms use σ/√f with
+    ``idx`` (m, 2), σ (m,) dimensionless. Pairs of two isotropic atoms (or atoms with one B
+    parameter, ``params.adp_single_b``: TLS atoms) use σ/√f with
     f = ``params.adp_kl_iso_factor``, read at each evaluation (``params`` is the
     :class:`~kickref.restraints.restraints.RestraintParameters` of the restraints, which the
     refinement sets after they are built)."""
@@ -329,8 +335,7 @@ class ADPKLTerm(PairTerm):
     unit = "KL"
 
     def __init__(self, idx, sigma, params, scale: float = 1.0, enabled: bool = True):
-        super().__init__(idx, sigma, scale, enabled)
-        self.params = params
+        super().__init__(idx, sigma, scale, enabled, params)
 
     def _active(self, state):
         return np.ones(len(self), bool)
@@ -342,6 +347,8 @@ class ADPKLTerm(PairTerm):
         if f != 1.0 and len(self):
             # pairs of two isotropic atoms (1 parameter each, not 6) are restrained more loosely
             ani = np.asarray(state.is_aniso, bool)
+            if self.params.adp_single_b is not None:
+                ani = ani & ~self.params.adp_single_b
             both_iso = ~ani[self.idx[:, 0]] & ~ani[self.idx[:, 1]]
             sigma = np.where(both_iso, sigma / np.sqrt(f), sigma)
         v, gb, gu, act = kl_value_and_gradient(self.idx, sigma, state.b_iso, state.u_aniso,

@@ -338,10 +338,10 @@ def _adp_pairs(R, params):
     heavy = ~R.model.is_hydrogen
     keep = heavy[idx[:, 0]] & heavy[idx[:, 1]]
     idx, sig = idx[keep], sig[keep]
-    R.b_pairs = BSimilarityTerm(idx, sig)
+    R.b_pairs = BSimilarityTerm(idx, sig, params=params)
     a = b12[heavy[b12[:, 0]] & heavy[b12[:, 1]]]
-    R.rigid_bonds = RigidBondTerm(a, np.full(len(a), params.rigid_bond_sigma))
-    R.u_pairs = ADPSimilarityTerm(a, np.full(len(a), params.adp_similarity_sigma))
+    R.rigid_bonds = RigidBondTerm(a, np.full(len(a), params.rigid_bond_sigma), params=params)
+    R.u_pairs = ADPSimilarityTerm(a, np.full(len(a), params.adp_similarity_sigma), params=params)
     from .adp_kl import kl_pairs
     kp, ks = kl_pairs(R.model, R.bonds.idx, params.adp_kl_max_dist)
     R.kl_pairs = ADPKLTerm(kp, ks, params)
