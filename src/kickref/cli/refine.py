@@ -46,9 +46,10 @@ def add_parser(sub):
     g.add_argument("--allow-unknown", action="store_true",
                    help="restrain residues with no dictionary by non-bonded terms only")
     g = p.add_argument_group("target and weights")
-    g.add_argument("--target", choices=["ml-free-kick", "ml", "ls", "difference-map"], default=D.target,
+    g.add_argument("--target", choices=["ml-free-kick", "ml", "ls", "difference-map", "mli"], default=D.target,
                    help="ml-free-kick: likelihood with D, S estimated on the work set with a kicked model "
                         "(MAIN's default); ml: D, S from the test set (kickref's default; free kick when the test set has < 50 reflections); ls: least squares; "
+                        "mli: intensity likelihood (intensity data: the measured I, SIGI with the error integrated out; D, S as ml); "
                         "difference-map: follow the Fo-Fc map, re-phased every --rephase-every steps")
     g.add_argument("--free-kick", type=positive, default=D.free_kick, metavar="Å",
                    help=f"kick amplitude for ml-free-kick, > 0 (default {D.free_kick})")

@@ -33,6 +33,7 @@ from .weighting import (BOND_RMSD_REFINE, adjust_weight, equal_chunk, initial_we
 class RefineOptions:
     target: str = "ml"                 # 'ml' (D, S from the test set; free kick when it has < 50
                                        # reflections), 'ml-free-kick' (MAIN's default), 'ls',
+                                       # 'mli' (intensity likelihood, intensity data; D, S as 'ml'),
                                        # 'difference-map' (Fo−Fc map, re-phased every N steps)
     cycles: int = 8                    # macro-cycles (at most: see convergence)
     xyz_steps: int = 25                # L-BFGS iterations per macro-cycle for coordinates (+ADPs)
@@ -142,9 +143,9 @@ class Refinement:
         self.movable = select_atoms(model, o.selection)
         self.fmodel = FModel(model, data, bulk_solvent=o.bulk_solvent, scale_shells=o.scale_shells)
         from ..targets.xray import XrayTarget
-        if o.target not in ("ml", "ml-free-kick", "ls", "difference-map"):
+        if o.target not in ("ml", "ml-free-kick", "ls", "difference-map", "mli"):
             raise ValueError(f"unknown target {o.target!r}")
-        target = "ls" if o.target == "ls" else "ml"
+        target = o.target if o.target in ("ls", "mli") else "ml"
         self.xray = XrayTarget(self.fmodel, target)
         data_term = self.xray
         self.difference_map = None
@@ -223,7 +224,7 @@ class Refinement:
         fm.update_all(self.state, mask=full, scale=True, full=full)
         if full and self.options.overall_b_to_atoms:
             self.overall_b_to_atoms()
-        if self.xray.target == "ml":
+        if self.xray.uses_sigmaa:
             prev = None if full else getattr(self, "sigmaa", None)
             if self.use_free_kick:
                 from ..targets.xray import free_kick_sigmaa
@@ -291,7 +292,7 @@ class Refinement:
         """Starting X-ray weight (:func:`.weighting.initial_weight`: the resolution rule for the
         ML X-ray target, the gradient ratio for LS and the difference map)."""
         term = self.e_xyz.terms[0]
-        ml = term is self.xray and self.xray.target == "ml"
+        ml = term is self.xray and self.xray.uses_sigmaa
         return initial_weight(term, self.state, self.p_xyz.atoms, self.options.bond_rmsd,
                               self.data.d_min if ml else None)
 
@@ -346,7 +347,7 @@ class Refinement:
         heavy = ~self.model.is_hydrogen
         beq = self.state.b_eq()
         c = CycleStats(cycle, st["r_work"], st["r_free"], value,
-                       "-LL" if self.xray.target == "ml" else "LS", b, a, float(self.weight or 0),
+                       "-LL" if self.xray.uses_sigmaa else "LS", b, a, float(self.weight or 0),
                        time.perf_counter() - t0, self.n_eval, fm.scale.k_sol, fm.scale.b_sol,
                        float(np.mean(beq[heavy])), note)
         self.cycles.append(c)

@@ -1,0 +1,187 @@
+"""ML intensity likelihood (MLI): P(Io | |Fm|) with the measurement error integrated out.
+
+Model (as in the amplitude likelihood, :mod:`kickref.xtal.sigmaa`): the true amplitude F given the
+model is Rice (acentric) or Woolfson (centric) around ν = D·|Fm| with variance V = ε·S; the
+measured intensity is Gaussian about F², Io ~ N(F², σ_I²). Hence
+
+    P(Io | ν) = ∫₀^∞ N(Io; F², σ_I²) · p(F | ν, V) dF
+
+which takes weak and negative intensities as they are (no French–Wilson prior). The integral is
+evaluated numerically for every reflection, not approximated: in u = ln F the integrand is
+smooth and single-peaked; its mode is found by damped Newton and the trapezoid rule with a step of
+0.25 standard deviations of the Laplace approximation is summed outwards until the integrand falls
+below e⁻³⁰ of its peak (the trapezoid rule on an integrand analytic in a strip converges
+geometrically; measured relative error of the derivative < 1e-8 at this step, 3e-5 at 0.4). servalcat's MLI does the same kind of
+Laplace-centred integration.
+
+Units: Io and σ_I on the data's intensity scale, Fm on its square-root scale (|Fm|² ~ Io),
+S in intensity units, D dimensionless. ∂(−ln P)/∂ν = −⟨∂ ln p(F|ν)/∂ν⟩ over the posterior of F,
+summed with the same quadrature weights.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+_STEP = 0.25         # trapezoid step in Laplace standard deviations
+_DROP = 30.0         # stop summing where the integrand is below exp(-_DROP) of its peak
+_MAX_NODES = 4000    # per side
+
+
+_I0_SMALL = (1.0, 3.5156229, 3.0899424, 1.2067492, 0.2659732, 0.0360768, 0.0045813)
+_I0_LARGE = (0.39894228, 0.01328592, 0.00225319, -0.00157565, 0.00916281, -0.02057706, 0.02635537,
+             -0.01647633, 0.00392377)
+
+
+@nb.njit(cache=True)
+def _poly(c, t):
+    """Σ c_k t^k and its derivative."""
+    p = 0.0
+    dp = 0.0
+    for k in range(len(c) - 1, -1, -1):
+        dp = dp * t + p
+        p = p * t + c[k]
+    return p, dp
+
+
+@nb.njit(cache=True)
+def _log_i0_and_ratio(x):
+    """ln I0(x) and d ln I0/dx = I1(x)/I0(x) for x ≥ 0, from the polynomial approximation of I0
+    of Abramowitz & Stegun 9.8.1–9.8.2 (relative error < 2e-7); the ratio is the exact derivative
+    of the approximated ln I0, so values and gradients stay consistent."""
+    if x < 3.75:
+        t = (x / 3.75) ** 2
+        p, dp = _poly(_I0_SMALL, t)
+        return math.log(p), dp * 2.0 * x / (3.75 * 3.75) / p
+    t = 3.75 / x
+    q, dq = _poly(_I0_LARGE, t)
+    return x - 0.5 * math.log(x) + math.log(q), 1.0 - 0.5 / x - dq * t / (x * q)
+
+
+@nb.njit(cache=True)
+def _log_i0(x):
+    return _log_i0_and_ratio(abs(x))[0]
+
+
+@nb.njit(cache=True)
+def _i1_over_i0(x):
+    return _log_i0_and_ratio(x)[1]
+
+
+@nb.njit(cache=True)
+def _log_cosh(x):
+    x = abs(x)
+    return x + math.log1p(math.exp(-2.0 * x)) - math.log(2.0)
+
+
+@nb.njit(cache=True)
+def _prior(F, nu, V, centric):
+    """ln p(F | ν, V) and ∂/∂ν (Rice / Woolfson)."""
+    if centric:
+        y = F * nu / V
+        return (0.5 * math.log(2.0 / (math.pi * V)) - (F * F + nu * nu) / (2.0 * V) + _log_cosh(y),
+                -nu / V + F / V * math.tanh(y))
+    x = 2.0 * F * nu / V
+    return (math.log(2.0 * F / V) - (F * F + nu * nu) / V + _log_i0(x),
+            -2.0 * nu / V + 2.0 * F / V * _i1_over_i0(x))
+
+
+@nb.njit(cache=True)
+def _phi(u, io, s2i, nu, V, centric):
+    """ln of the integrand in u = ln F (Jacobian F included) and ∂ ln p/∂ν there."""
+    F = math.exp(u)
+    r = io - F * F
+    lp, dnu = _prior(F, nu, V, centric)
+    return u - r * r / (2.0 * s2i) + lp, dnu
+
+
+@nb.njit(cache=True)
+def _phi_derivatives(u, io, s2i, nu, V, centric):
+    """φ'(u) and φ''(u)."""
+    F = math.exp(u)
+    F2 = F * F
+    d1 = 2.0 * F * (io - F2) / s2i
+    d2 = 2.0 * (io - 3.0 * F2) / s2i
+    if centric:
+        t = math.tanh(F * nu / V)
+        d1 += -F / V + nu / V * t
+        d2 += -1.0 / V + (nu / V) ** 2 * (1.0 - t * t)
+    else:
+        x = 2.0 * F * nu / V
+        m = _i1_over_i0(x)
+        dm = 0.5 if x < 1e-8 else 1.0 - m / x - m * m
+        d1 += 1.0 / F - 2.0 * F / V + 2.0 * nu / V * m
+        d2 += -1.0 / F2 - 2.0 / V + (2.0 * nu / V) ** 2 * dm
+    return 1.0 + F * d1, F * d1 + F2 * d2
+
+
+@nb.njit(cache=True)
+def _mode(io, s2i, nu, V, centric):
+    """(û, φ''(û)) by damped Newton from the larger of Io and ν² + V."""
+    f2 = max(io, nu * nu + 0.5 * V, math.sqrt(s2i))
+    u = 0.5 * math.log(f2)
+    c = -1.0
+    for _ in range(200):
+        g, c = _phi_derivatives(u, io, s2i, nu, V, centric)
+        if c < 0.0:
+            step = -g / c
+        else:
+            step = 0.5 if g > 0 else -0.5
+        step = max(-1.0, min(1.0, step))
+        u += step
+        if abs(step) < 1e-10:
+            break
+    g, c = _phi_derivatives(u, io, s2i, nu, V, centric)
+    return u, c
+
+
+@nb.njit(cache=True)
+def _one(io, sig_i, nu, V, centric):
+    s2i = sig_i * sig_i
+    u0, c = _mode(io, s2i, nu, V, centric)
+    sd = 1.0 / math.sqrt(-c) if c < -1e-12 else 1.0
+    delta = _STEP * sd
+    p0, g0 = _phi(u0, io, s2i, nu, V, centric)
+    s = 1.0
+    sg = g0
+    for side in (-1.0, 1.0):
+        for i in range(1, _MAX_NODES):
+            p, g = _phi(u0 + side * i * delta, io, s2i, nu, V, centric)
+            w = math.exp(p - p0)
+            s += w
+            sg += w * g
+            if p - p0 < -_DROP:
+                break
+    lnp = -0.5 * math.log(2.0 * math.pi * s2i) + p0 + math.log(s * delta)
+    return lnp, sg / s
+
+
+@nb.njit(cache=True)
+def _mli_kernel(io, sig_i, nu, V, centric, nll, dnu):
+    for i in range(io.shape[0]):
+        lp, d = _one(io[i], sig_i[i], nu[i], V[i], centric[i])
+        nll[i] = -lp
+        dnu[i] = -d
+
+
+def mli_value_and_derivative_nu(io, sig_i, nu, centric, V):
+    """−ln P(Io | ν, V) and ∂(−ln P)/∂ν per reflection (arrays of one length; ν = D·|Fm|,
+    V = ε·S; σ_I > 0)."""
+    io, sig_i, nu, V = (np.ascontiguousarray(np.broadcast_to(a, np.shape(io)), dtype=np.float64)
+                        for a in (io, sig_i, nu, V))
+    centric = np.ascontiguousarray(np.broadcast_to(centric, io.shape), dtype=np.bool_)
+    nll = np.empty(io.shape)
+    dnu = np.empty(io.shape)
+    _mli_kernel(io.ravel(), sig_i.ravel(), nu.ravel(), V.ravel(), centric.ravel(), nll.ravel(), dnu.ravel())
+    return nll, dnu
+
+
+def mli_value_and_derivative(io, sig_i, fm, centric, eps, D, S):
+    """−ln P(Io | |Fm|) and ∂(−ln P)/∂|Fm| per reflection, the intensity analogue of
+    :func:`kickref.xtal.sigmaa.ml_value_and_derivative` (same D, S; the variance is ε·S, the
+    measurement error enters through σ_I)."""
+    nll, dnu = mli_value_and_derivative_nu(io, sig_i, np.asarray(D) * np.asarray(fm), centric,
+                                           np.asarray(eps) * np.asarray(S))
+    return nll, dnu * D

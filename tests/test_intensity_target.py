@@ -1,0 +1,95 @@
+"""ML intensity target (MLI): the integrated likelihood, its derivatives, the X-ray term."""
+import numpy as np
+import pytest
+
+from conftest import case_paths
+import kickref
+from kickref.core.state import AtomState
+from kickref.targets.xray import XrayTarget
+from kickref.xtal.fmodel import FModel
+from kickref.xtal.intensity_likelihood import mli_value_and_derivative
+from kickref.xtal.sigmaa import ml_value_and_derivative
+from kickref.xtal.structure_factors import StructureFactorCalculator
+
+
+def _random_set(n, centric, seed=3):
+    rng = np.random.default_rng(seed)
+    fm = rng.uniform(0.5, 50, n)
+    D = rng.uniform(0.3, 1.0, n)
+    S = rng.uniform(10, 300, n)
+    eps = rng.choice([1.0, 2.0], n)
+    io = rng.uniform(-100, 2500, n)           # weak and negative intensities included
+    sig = rng.uniform(1, 200, n)
+    return io, sig, fm, np.full(n, centric), eps, D, S
+
+
+@pytest.mark.parametrize("centric", [False, True])
+def test_mli_derivative_matches_finite_difference(centric):
+    io, sig, fm, c, eps, D, S = _random_set(400, centric)
+    v, d = mli_value_and_derivative(io, sig, fm, c, eps, D, S)
+    assert np.all(np.isfinite(v)) and np.all(np.isfinite(d))
+    h = 1e-5
+    vp, _ = mli_value_and_derivative(io, sig, fm + h, c, eps, D, S)
+    vm, _ = mli_value_and_derivative(io, sig, fm - h, c, eps, D, S)
+    assert np.allclose(d, (vp - vm) / (2 * h), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("centric", [False, True])
+def test_mli_is_a_density_in_io_and_tends_to_the_amplitude_likelihood(centric):
+    grid = np.linspace(-3000, 30000, 100001)
+    nll, _ = mli_value_and_derivative(grid, 100.0, 40.0, centric, 1.0, 0.9, 300.0)
+    assert np.trapezoid(np.exp(-nll), grid) == pytest.approx(1.0, abs=1e-6)
+    # σ_I → 0: P(Io) dIo = P(F) dF with F = √Io, i.e. −ln P(Io) = −ln P(F) + ln 2F
+    F = 30.0
+    nll, dnll = mli_value_and_derivative(np.array([F * F]), 1e-3, np.array([25.0]), centric, 1.0, 0.9, 300.0)
+    amp, damp = ml_value_and_derivative(F, 0.0, 25.0, centric, 1.0, 0.9, 300.0)
+    assert nll[0] == pytest.approx(amp + np.log(2 * F), abs=1e-6)
+    assert dnll[0] == pytest.approx(damp, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def fmodel_5e5z_intensities():
+    model, data, _ = case_paths("5e5z")
+    m, d = kickref.load_inputs(model, data, labin="I,SIGI,FREE")
+    assert d.has_intensities and d.source["french_wilson"]
+    fm = FModel(m, d)
+    fm.sf = StructureFactorCalculator(m.cell, d.spacegroup, d.hkl, d.d_min, cutoff=1e-9, dtype=np.float64)
+    st = AtomState.from_model(m)
+    st.is_aniso[:10] = False
+    fm.update_all(st)
+    blur = fm.sf.blur_for(st)
+    fm.sf.blur_for = lambda s: blur
+    return m, fm, st
+
+
+def test_mli_term_gradient_matches_finite_difference(fmodel_5e5z_intensities):
+    m, fm, st = fmodel_5e5z_intensities
+    term = XrayTarget(fm, "mli")
+    term.set_sigmaa(fm.sigmaa("all"))
+    v, g = term.compute(st)
+    assert np.isfinite(v)
+    rng = np.random.default_rng(0)
+    checks = 0
+    for i in rng.choice(m.n_atoms, 4, replace=False):
+        for arr, k, h in [("xyz", 0, 1e-4), ("xyz", 2, 1e-4), ("occ", None, 1e-4),
+                          ("b_iso", None, 1e-3), ("u_aniso", 1, 1e-5)]:
+            if arr == "b_iso" and st.is_aniso[i] or arr == "u_aniso" and not st.is_aniso[i]:
+                continue
+            idx = (i, k) if k is not None else i
+            s1, s2 = st.copy(), st.copy()
+            getattr(s1, arr)[idx] += h
+            getattr(s2, arr)[idx] -= h
+            fd = (term.compute(s1, False)[0] - term.compute(s2, False)[0]) / (2 * h)
+            an = getattr(g, arr)[idx]
+            scale = max(abs(fd), 1e-3 * float(np.abs(getattr(g, arr)).max()))
+            assert abs(an - fd) <= 2e-4 * scale, f"mli {arr}{idx}: {an} vs {fd}"
+            checks += 1
+    assert checks >= 10
+
+
+def test_mli_needs_intensities():
+    model, data, _ = case_paths("5e5z")
+    m, d = kickref.load_inputs(model, data)            # amplitudes (FP) preferred
+    assert not d.has_intensities
+    with pytest.raises(ValueError, match="intensity"):
+        XrayTarget(FModel(m, d), "mli")
