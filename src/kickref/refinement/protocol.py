@@ -81,6 +81,9 @@ class RefineOptions:
     kick_law: str = "linear"           # linear | square | exponential
     overall_b_to_atoms: bool = True    # at each full re-phase move the isotropic part of the
                                        # scale's anisotropic B into the atoms' B (and B_sol)
+    twin: str | None = None            # 'auto': twin laws from the lattice, fractions refined, laws
+                                       # below 0.03 dropped (refinement.twinning); None: untwinned
+    twin_laws: tuple = ()              # forced twin laws in h,k,l ("k,h,-l"); implies twinning
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -147,6 +150,9 @@ class Refinement:
             raise ValueError(f"unknown target {o.target!r}")
         target = o.target if o.target in ("ls", "mli") else "ml"
         self.xray = XrayTarget(self.fmodel, target)
+        if o.twin or o.twin_laws:
+            from .twinning import twin_target
+            self.xray = twin_target(self.fmodel, self.state, o.twin, o.twin_laws, self.log) or self.xray
         data_term = self.xray
         self.difference_map = None
         if o.target == "difference-map":
@@ -236,6 +242,8 @@ class Refinement:
             self.sigmaa = sa
             if full and self.options.scale_target == "ml":
                 fm.fit_scale_ml(sa)                     # ML refit of k_sol, B_sol, aniso B, k
+        if self.xray.target == "twin":
+            self.xray.fit()
         if self.difference_map is not None:
             self.difference_map.update_map(self.state, getattr(self, "sigmaa", None))
 
@@ -341,13 +349,17 @@ class Refinement:
         fm = self.fmodel
         with phase("statistics"):
             st = fm.statistics()
+        if self.xray.target == "twin":
+            from .twinning import twin_note
+            st.update(self.xray.r_factors())
+            note = " ".join(x for x in (twin_note(self.xray), note) if x)
         b, a, _ = self.geometry_rmsd()
         with phase("statistics"):
             value, _ = self.xray.compute(self.state, gradient=False)
         heavy = ~self.model.is_hydrogen
         beq = self.state.b_eq()
         c = CycleStats(cycle, st["r_work"], st["r_free"], value,
-                       "-LL" if self.xray.uses_sigmaa else "LS", b, a, float(self.weight or 0),
+                       "LS" if self.xray.target == "ls" else "-LL", b, a, float(self.weight or 0),
                        time.perf_counter() - t0, self.n_eval, fm.scale.k_sol, fm.scale.b_sol,
                        float(np.mean(beq[heavy])), note)
         self.cycles.append(c)
@@ -467,6 +479,9 @@ class Refinement:
             m.is_aniso[:] = self.state.is_aniso
             m.occ[:] = self.state.occ
             stats = self.fmodel.statistics()
+            if self.xray.target == "twin":
+                stats.update(self.xray.r_factors())
+                stats["twin"] = {**self.xray.summary(), "tests": self.xray.tests}
             b, a, geo = self.geometry_rmsd()
             stats["rmsd_bond"], stats["rmsd_angle"] = b, a
             mc = compute_map_coefficients(self.fmodel, self.state)
