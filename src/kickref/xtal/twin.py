@@ -43,7 +43,10 @@ def parse_twin_law(text: str) -> gemmi.Op:
     if "=" in t:
         parts = dict(p.split("=", 1) for p in t.split(","))
         t = ",".join(parts[c] for c in "hkl")
-    op = gemmi.Op(t.replace("h", "x").replace("k", "y").replace("l", "z"))
+    try:
+        op = gemmi.Op(t.replace("h", "x").replace("k", "y").replace("l", "z"))
+    except RuntimeError as e:
+        raise ValueError(f"not a twin law in h,k,l: {text!r} ({e})") from None
     if op.det_rot() not in (op.DEN ** 3, -op.DEN ** 3) or any(op.tran):
         raise ValueError(f"not a twin law (a unimodular rotation in h,k,l): {text!r}")
     return op.as_hkl()
