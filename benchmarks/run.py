@@ -17,6 +17,7 @@ BENCHES = [
      ["gamma_partial.py"]),
     ("far starts (MR-like 4hg7 from 4qo4; 1cbs, 3zt9 with local-minimum errors): build + R",
      ["far_starts.py"]),
+    ("synthetic merohedral twins: twin vs untwinned refinement, fraction recovered", ["twin_bench.py"]),
 ]
 
 

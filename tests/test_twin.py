@@ -4,7 +4,7 @@ import gemmi
 import numpy as np
 import pytest
 
-from conftest import DATA, need_shared
+from conftest import DATA, FD_STEPS, check_term_gradient, fd_fmodel, need_shared
 import kickref
 from kickref.core.state import AtomState
 from kickref.examples.twinned import make_twinned_case
@@ -102,28 +102,10 @@ def twinned_case():
 
 
 def test_twin_target_gradient_matches_finite_difference(twinned_case):
-    from kickref.xtal.structure_factors import StructureFactorCalculator
-    m, d = twinned_case.start_model, twinned_case.data
-    fm = FModel(m, d)
-    fm.sf = StructureFactorCalculator(m.cell, d.spacegroup, d.hkl, d.d_min, cutoff=1e-9, dtype=np.float64)
-    st = AtomState.from_model(m)
-    st.is_aniso[:] = False
-    fm.update_all(st)
-    blur = fm.sf.blur_for(st)
-    fm.sf.blur_for = lambda s: blur
+    fm, st = fd_fmodel(twinned_case.start_model, twinned_case.data, n_iso=None)
     term = TwinTarget(fm, [tw.parse_twin_law(twinned_case.law)])
     term.fit()
-    v, g = term.compute(st)
-    for i in (3, 20):
-        for arr, k, h in [("xyz", 0, 1e-4), ("xyz", 1, 1e-4), ("b_iso", None, 1e-3), ("occ", None, 1e-4)]:
-            idx = (i, k) if k is not None else i
-            s1, s2 = st.copy(), st.copy()
-            getattr(s1, arr)[idx] += h
-            getattr(s2, arr)[idx] -= h
-            fd = (term.compute(s1, False)[0] - term.compute(s2, False)[0]) / (2 * h)
-            an = getattr(g, arr)[idx]
-            scale = max(abs(fd), 1e-3 * float(np.abs(getattr(g, arr)).max()))
-            assert abs(an - fd) <= 2e-4 * scale, f"twin {arr}{idx}: {an} vs {fd}"
+    assert check_term_gradient(term, st, [3, 20], FD_STEPS[:4]) == 8
 
 
 def test_synthetic_twin_fraction_recovered_and_r_free_lower(twinned_case):
