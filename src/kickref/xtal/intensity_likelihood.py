@@ -9,9 +9,10 @@ measured intensity is Gaussian about F², Io ~ N(F², σ_I²). Hence
 which takes weak and negative intensities as they are (no French–Wilson prior). The integral is
 evaluated numerically for every reflection, not approximated: in u = ln F the integrand is
 smooth and single-peaked; its mode is found by damped Newton and the trapezoid rule with a step of
-0.25 standard deviations of the Laplace approximation is summed outwards until the integrand falls
-below e⁻³⁰ of its peak (the trapezoid rule on an integrand analytic in a strip converges
-geometrically; measured relative error of the derivative < 1e-8 at this step, 3e-5 at 0.4). servalcat's MLI does the same kind of
+0.25 standard deviations of the Laplace approximation near the mode, growing geometrically in the
+tails (:func:`_one`), is summed outwards until the integrand falls below e⁻³⁰ of its peak (the
+trapezoid rule on an integrand analytic in a strip converges geometrically; measured relative
+error of the derivative ~1e-6; normalisation over Io exact to 1e-8). servalcat's MLI does the same kind of
 Laplace-centred integration.
 
 Units: Io and σ_I on the data's intensity scale, Fm on its square-root scale (|Fm|² ~ Io),
@@ -28,6 +29,7 @@ import numpy as np
 _STEP = 0.25         # trapezoid step in Laplace standard deviations
 _DROP = 30.0         # stop summing where the integrand is below exp(-_DROP) of its peak
 _MAX_NODES = 4000    # per side
+_SINH_A = 0.3        # tail stretching of the node map u = û + sd·sinh(a·t)/a
 
 
 _I0_SMALL = (1.0, 3.5156229, 3.0899424, 1.2067492, 0.2659732, 0.0360768, 0.0045813)
@@ -139,28 +141,33 @@ def _mode(io, s2i, nu, V, centric):
 
 @nb.njit(cache=True)
 def _one(io, sig_i, nu, V, centric):
+    """ln P and ∂ ln P/∂ν for one reflection: trapezoid rule in t with u = û + sd·sinh(a·t)/a
+    (near the mode a uniform step of _STEP·sd, in the tails steps growing geometrically, so that
+    a long slowly decaying tail costs few nodes; the map is analytic, so the rule stays
+    geometrically convergent)."""
     s2i = sig_i * sig_i
     u0, c = _mode(io, s2i, nu, V, centric)
     sd = 1.0 / math.sqrt(-c) if c < -1e-12 else 1.0
-    delta = _STEP * sd
     p0, g0 = _phi(u0, io, s2i, nu, V, centric)
     s = 1.0
     sg = g0
     for side in (-1.0, 1.0):
         for i in range(1, _MAX_NODES):
-            p, g = _phi(u0 + side * i * delta, io, s2i, nu, V, centric)
-            w = math.exp(p - p0)
+            t = _SINH_A * _STEP * i
+            p, g = _phi(u0 + side * sd * math.sinh(t) / _SINH_A, io, s2i, nu, V, centric)
+            lw = p - p0 + math.log(math.cosh(t))
+            w = math.exp(lw)
             s += w
             sg += w * g
-            if p - p0 < -_DROP:
+            if lw < -_DROP:
                 break
-    lnp = -0.5 * math.log(2.0 * math.pi * s2i) + p0 + math.log(s * delta)
+    lnp = -0.5 * math.log(2.0 * math.pi * s2i) + p0 + math.log(s * _STEP * sd)
     return lnp, sg / s
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def _mli_kernel(io, sig_i, nu, V, centric, nll, dnu):
-    for i in range(io.shape[0]):
+    for i in nb.prange(io.shape[0]):
         lp, d = _one(io[i], sig_i[i], nu[i], V[i], centric[i])
         nll[i] = -lp
         dnu[i] = -d
