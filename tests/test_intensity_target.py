@@ -6,7 +6,7 @@ from conftest import case_paths, check_term_gradient, fd_fmodel
 import kickref
 from kickref.targets.xray import XrayTarget
 from kickref.xtal.fmodel import FModel
-from kickref.xtal.intensity_likelihood import mli_value_and_derivative
+from kickref.xtal.intensity_likelihood import mli_sigmaa_terms, mli_value_and_derivative
 from kickref.xtal.sigmaa import ml_value_and_derivative
 
 
@@ -30,6 +30,21 @@ def test_mli_derivative_matches_finite_difference(centric):
     vp, _ = mli_value_and_derivative(io, sig, fm + h, c, eps, D, S)
     vm, _ = mli_value_and_derivative(io, sig, fm - h, c, eps, D, S)
     assert np.allclose(d, (vp - vm) / (2 * h), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("centric", [False, True])
+def test_mli_sigmaa_derivatives_match_finite_difference(centric):
+    io, sig, fm, c, eps, D, S = _random_set(300, centric, seed=4)
+    terms = mli_sigmaa_terms(io, sig, fm, c, eps)
+    _, dD, dS = terms(D, S)
+    for x, d, h, name in ((D, dD, 1e-6, "D"), (S, dS, 1e-4, "S")):
+        for i in (0, 7, 123):
+            e = np.zeros_like(x)
+            e[i] = h
+            args_p = (D + e, S) if name == "D" else (D, S + e)
+            args_m = (D - e, S) if name == "D" else (D, S - e)
+            fd = (terms(*args_p)[0] - terms(*args_m)[0]) / (2 * h)
+            assert d[i] == pytest.approx(fd, rel=1e-4, abs=1e-7), f"{name}[{i}]"
 
 
 @pytest.mark.parametrize("centric", [False, True])
@@ -57,7 +72,9 @@ def fmodel_5e5z_intensities():
 def test_mli_term_gradient_matches_finite_difference(fmodel_5e5z_intensities):
     m, fm, st = fmodel_5e5z_intensities
     term = XrayTarget(fm, "mli")
-    term.set_sigmaa(fm.sigmaa("all"))
+    sa, sa_amp = fm.sigmaa("all", intensities=True), fm.sigmaa("all")
+    assert np.allclose(sa.D_bin, sa_amp.D_bin, rtol=0.3)            # MLI and amplitude σA agree roughly
+    term.set_sigmaa(sa)
     assert np.isfinite(term.value(st))
     atoms = np.random.default_rng(0).choice(m.n_atoms, 4, replace=False)
     assert check_term_gradient(term, st, atoms) >= 10

@@ -235,9 +235,9 @@ class Refinement:
             if self.use_free_kick:
                 from ..targets.xray import free_kick_sigmaa
                 sa = free_kick_sigmaa(fm, self.state, self.options.free_kick, seed=self.options.seed,
-                                      start=prev)
+                                      start=prev, intensities=self.xray.intensity_sigmaa)
             else:
-                sa = fm.sigmaa("test", start=prev)
+                sa = fm.sigmaa("test", start=prev, intensities=self.xray.intensity_sigmaa)
             self.xray.set_sigmaa(sa)
             self.sigmaa = sa
             if full and self.options.scale_target == "ml":

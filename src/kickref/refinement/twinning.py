@@ -44,6 +44,7 @@ def twin_target(fmodel, state, twin: str | None, laws_text=(), log=print) -> Twi
     for name, h in tests["h_test"].items():
         a = "-" if h["alpha_h"] is None else f"{h['alpha_h']:.3f}"
         log(f"twin law {name}: H-test alpha {a} ({h['n_pairs']} acentric pairs)")
+    reject = fmodel.reject_outliers
     fmodel.reject_outliers = False            # the untwinned outlier model does not hold
     fmodel.outliers[:] = False
     fmodel.update_all(state)
@@ -56,6 +57,7 @@ def twin_target(fmodel, state, twin: str | None, laws_text=(), log=print) -> Twi
             log(f"twin law {tw.law_text(op)} dropped: fraction below {tw.TWIN_FRACTION_MIN}")
         if not term.laws:
             log("twin: no twin fraction above the threshold: untwinned refinement")
+            fmodel.reject_outliers = reject
             return None
         if dropped:
             term.fit()

@@ -8,7 +8,8 @@ with its scale (k, aniso B, bulk solvent, shells) held fixed between re-phasings
 - ``maximum_likelihood``: T = −Σ ln P(|Fo| ; D·|Fm|, ε·S + σ²)    (Rice / Woolfson, nats)
   with D and S per resolution bin (see :mod:`kickref.xtal.sigmaa`), set by :meth:`set_sigmaa`.
 - ``mli``: T = −Σ ln P(Io ; D·|Fm|, ε·S, σ_I)  (measured intensities, the measurement error
-  integrated out; :mod:`kickref.xtal.intensity_likelihood`), same D and S.
+  integrated out; :mod:`kickref.xtal.intensity_likelihood`), D and S fitted by the same
+  likelihood.
 
 Gradients with respect to atomic parameters come from the gradient-map method:
 ∂T/∂Fc = ∂T/∂|Fm| · k_total · Fm/|Fm| is transformed to a map and gathered at the atoms.
@@ -31,6 +32,7 @@ class XrayTarget(EnergyTerm):
     """X-ray term; ``target`` is 'ml' (amplitude maximum likelihood), 'mli' (intensity maximum
     likelihood; needs the data's intensities) or 'ls' (least squares)."""
 
+
     kind = "xray"
 
     def __init__(self, fmodel, target: str = "ml", scale: float = 1.0, enabled: bool = True):
@@ -50,6 +52,11 @@ class XrayTarget(EnergyTerm):
     def uses_sigmaa(self) -> bool:
         """True for the likelihood targets (they need D and S)."""
         return self.target != "ls"
+
+    @property
+    def intensity_sigmaa(self) -> bool:
+        """True when D and S are to be fitted by the intensity likelihood."""
+        return self.target == "mli"
 
     def set_sigmaa(self, sigmaa) -> None:
         self.D = sigmaa.D
@@ -107,10 +114,11 @@ def kicked_state(state: AtomState, amplitude: float, rng, movable=None, b_amplit
 
 
 def free_kick_sigmaa(fmodel, state: AtomState, amplitude: float = 0.1, seed: int = 0, n_kicks: int = 1,
-                     start=None):
+                     start=None, intensities: bool = False):
     """ML "free kick" (after Pražnikar & Turk 2014): D and S from the *work* set, computed with
     a randomly displaced copy of the model, so that the work set's fit to the model does not
-    bias them and the test set stays untouched. Averages ``n_kicks`` kicked models' |Fm|."""
+    bias them and the test set stays untouched. Averages ``n_kicks`` kicked models' |Fm|.
+    ``intensities``: fitted by the intensity likelihood (MLI) to the data's I, σ_I."""
     rng = np.random.default_rng(seed)
     fms = []
     for _ in range(n_kicks):
@@ -122,4 +130,5 @@ def free_kick_sigmaa(fmodel, state: AtomState, amplitude: float = 0.1, seed: int
     d = fmodel.data
     with phase("scale"):
         return sa.estimate_sigmaa(d.f_obs, d.sigma, fm, d.centric, d.epsilon, d.s2, fmodel.work,
-                                  min_per_bin=500, used="work (free kick)", start=start)
+                                  min_per_bin=500, used="work (free kick)", start=start,
+                                  intensities=(d.i_obs, d.sigma_i) if intensities else None)

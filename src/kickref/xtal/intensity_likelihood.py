@@ -63,11 +63,6 @@ def _log_i0_and_ratio(x):
 
 
 @nb.njit(cache=True)
-def _log_i0(x):
-    return _log_i0_and_ratio(abs(x))[0]
-
-
-@nb.njit(cache=True)
 def _i1_over_i0(x):
     return _log_i0_and_ratio(x)[1]
 
@@ -80,23 +75,26 @@ def _log_cosh(x):
 
 @nb.njit(cache=True)
 def _prior(F, nu, V, centric):
-    """ln p(F | ν, V) and ∂/∂ν (Rice / Woolfson)."""
+    """ln p(F | ν, V), ∂/∂ν and ∂/∂V (Rice / Woolfson)."""
+    q = F * F + nu * nu
     if centric:
         y = F * nu / V
-        return (0.5 * math.log(2.0 / (math.pi * V)) - (F * F + nu * nu) / (2.0 * V) + _log_cosh(y),
-                -nu / V + F / V * math.tanh(y))
+        t = math.tanh(y)
+        return (0.5 * math.log(2.0 / (math.pi * V)) - q / (2.0 * V) + _log_cosh(y),
+                -nu / V + F / V * t, -0.5 / V + q / (2.0 * V * V) - t * y / V)
     x = 2.0 * F * nu / V
-    return (math.log(2.0 * F / V) - (F * F + nu * nu) / V + _log_i0(x),
-            -2.0 * nu / V + 2.0 * F / V * _i1_over_i0(x))
+    lv, m = _log_i0_and_ratio(x)
+    return (math.log(2.0 * F / V) - q / V + lv, -2.0 * nu / V + 2.0 * F / V * m,
+            -1.0 / V + q / (V * V) - m * x / V)
 
 
 @nb.njit(cache=True)
 def _phi(u, io, s2i, nu, V, centric):
-    """ln of the integrand in u = ln F (Jacobian F included) and ∂ ln p/∂ν there."""
+    """ln of the integrand in u = ln F (Jacobian F included), ∂ ln p/∂ν and ∂ ln p/∂V there."""
     F = math.exp(u)
     r = io - F * F
-    lp, dnu = _prior(F, nu, V, centric)
-    return u - r * r / (2.0 * s2i) + lp, dnu
+    lp, dnu, dv = _prior(F, nu, V, centric)
+    return u - r * r / (2.0 * s2i) + lp, dnu, dv
 
 
 @nb.njit(cache=True)
@@ -141,54 +139,66 @@ def _mode(io, s2i, nu, V, centric):
 
 @nb.njit(cache=True)
 def _one(io, sig_i, nu, V, centric):
-    """ln P and ∂ ln P/∂ν for one reflection: trapezoid rule in t with u = û + sd·sinh(a·t)/a
+    """ln P, ∂ ln P/∂ν and ∂ ln P/∂V for one reflection: trapezoid rule in t with u = û + sd·sinh(a·t)/a
     (near the mode a uniform step of _STEP·sd, in the tails steps growing geometrically, so that
     a long slowly decaying tail costs few nodes; the map is analytic, so the rule stays
     geometrically convergent)."""
     s2i = sig_i * sig_i
     u0, c = _mode(io, s2i, nu, V, centric)
     sd = 1.0 / math.sqrt(-c) if c < -1e-12 else 1.0
-    p0, g0 = _phi(u0, io, s2i, nu, V, centric)
+    p0, g0, v0 = _phi(u0, io, s2i, nu, V, centric)
     s = 1.0
     sg = g0
+    sv = v0
     for side in (-1.0, 1.0):
         for i in range(1, _MAX_NODES):
             t = _SINH_A * _STEP * i
-            p, g = _phi(u0 + side * sd * math.sinh(t) / _SINH_A, io, s2i, nu, V, centric)
+            p, g, v = _phi(u0 + side * sd * math.sinh(t) / _SINH_A, io, s2i, nu, V, centric)
             lw = p - p0 + math.log(math.cosh(t))
             w = math.exp(lw)
             s += w
             sg += w * g
+            sv += w * v
             if lw < -_DROP:
                 break
     lnp = -0.5 * math.log(2.0 * math.pi * s2i) + p0 + math.log(s * _STEP * sd)
-    return lnp, sg / s
+    return lnp, sg / s, sv / s
 
 
 @nb.njit(cache=True, parallel=True)
-def _mli_kernel(io, sig_i, nu, V, centric, nll, dnu):
+def _mli_kernel(io, sig_i, nu, V, centric, nll, dnu, dv):
     for i in nb.prange(io.shape[0]):
-        lp, d = _one(io[i], sig_i[i], nu[i], V[i], centric[i])
+        lp, d, e = _one(io[i], sig_i[i], nu[i], V[i], centric[i])
         nll[i] = -lp
         dnu[i] = -d
+        dv[i] = -e
 
 
-def mli_value_and_derivative_nu(io, sig_i, nu, centric, V):
-    """−ln P(Io | ν, V) and ∂(−ln P)/∂ν per reflection (arrays of one length; ν = D·|Fm|,
-    V = ε·S; σ_I > 0)."""
-    io, sig_i, nu, V = (np.ascontiguousarray(np.broadcast_to(a, np.shape(io)), dtype=np.float64)
-                        for a in (io, sig_i, nu, V))
+def mli_terms(io, sig_i, nu, centric, V):
+    """−ln P(Io | ν, V), ∂(−ln P)/∂ν and ∂(−ln P)/∂V per reflection (ν = D·|Fm|, V = ε·S;
+    σ_I > 0; arrays broadcast to the shape of ``io``)."""
+    io = np.asarray(io, dtype=np.float64)
+    sig_i, nu, V = (np.ascontiguousarray(np.broadcast_to(a, io.shape), dtype=np.float64)
+                    for a in (sig_i, nu, V))
+    io = np.ascontiguousarray(io)
     centric = np.ascontiguousarray(np.broadcast_to(centric, io.shape), dtype=np.bool_)
-    nll = np.empty(io.shape)
-    dnu = np.empty(io.shape)
-    _mli_kernel(io.ravel(), sig_i.ravel(), nu.ravel(), V.ravel(), centric.ravel(), nll.ravel(), dnu.ravel())
-    return nll, dnu
+    out = [np.empty(io.shape) for _ in range(3)]
+    _mli_kernel(io.ravel(), sig_i.ravel(), nu.ravel(), V.ravel(), centric.ravel(), *(o.ravel() for o in out))
+    return tuple(out)
+
+
+def mli_sigmaa_terms(io, sig_i, fm, centric, eps):
+    """(D, S) per reflection → (Σ −ln P, ∂(−ln P)/∂D, ∂(−ln P)/∂S per reflection): the MLI
+    objective of the σA fit (:func:`kickref.xtal.sigmaa.fit_bins`)."""
+    def terms(D, S):
+        nll, dnu, dv = mli_terms(io, sig_i, D * fm, centric, eps * S)
+        return float(np.sum(nll)), dnu * fm, dv * eps
+    return terms
 
 
 def mli_value_and_derivative(io, sig_i, fm, centric, eps, D, S):
     """−ln P(Io | |Fm|) and ∂(−ln P)/∂|Fm| per reflection, the intensity analogue of
     :func:`kickref.xtal.sigmaa.ml_value_and_derivative` (same D, S; the variance is ε·S, the
     measurement error enters through σ_I)."""
-    nll, dnu = mli_value_and_derivative_nu(io, sig_i, np.asarray(D) * np.asarray(fm), centric,
-                                           np.asarray(eps) * np.asarray(S))
+    nll, dnu, _ = mli_terms(io, sig_i, np.asarray(D) * np.asarray(fm), centric, np.asarray(eps) * np.asarray(S))
     return nll, dnu * D
