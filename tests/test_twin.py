@@ -113,8 +113,8 @@ def test_synthetic_twin_fraction_recovered_and_r_free_lower(twinned_case):
     twin refinement (on twinned amplitudes) below R-free of untwinned refinement."""
     c = twinned_case
     lines = []
-    twin = kickref.refine(c.start_model, c.data, twin="auto", cycles=4, log=lines.append)
-    plain = kickref.refine(c.start_model, c.data, cycles=4)
+    twin = kickref.refine(c.start_model, c.data, twin="auto", cycles=3, log=lines.append)
+    plain = kickref.refine(c.start_model, c.data, cycles=3)
     frac = twin.statistics["twin"]["fractions"]
     assert twin.statistics["twin"]["laws"] == [c.law]
     assert abs(frac[0] - c.alpha) <= 0.02
@@ -130,3 +130,32 @@ def test_auto_twin_drops_a_law_on_untwinned_data(twinned_case):
     term = twin_target(fm, AtomState.from_model(c.true_model), "auto", log=lines.append)
     assert term is None
     assert any("dropped" in s for s in lines)
+
+
+def test_refine_command_with_a_forced_twin_law(twinned_case, tmp_path, capsys):
+    """`kickref refine --twin-law`: tests and fractions in the log, the twin block in the JSON,
+    R on twinned amplitudes in the mmCIF; a bad law is a one-line error."""
+    import json
+    from kickref.cli import main
+    d = twinned_case.data
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.cell, mtz.spacegroup = d.cell, d.spacegroup
+    mtz.add_dataset("x")
+    for label, kind in (("I", "J"), ("SIGI", "Q"), ("FREE", "I")):
+        mtz.add_column(label, kind)
+    mtz.set_data(np.column_stack([d.hkl, d.i_obs, d.sigma_i, np.where(d.free, 0, 1)]).astype(np.float32))
+    mtz.write_to_file(str(tmp_path / "twin.mtz"))
+    twinned_case.start_model.sync_structure().write_pdb(str(tmp_path / "start.pdb"))
+    out = tmp_path / "r"
+    argv = ["refine", str(tmp_path / "start.pdb"), str(tmp_path / "twin.mtz"), "-o", str(out), "-q",
+            "--cycles", "1", "--xyz-steps", "10", "--twin-law", "h,-k,-l"]
+    assert main(argv) == 0
+    js = json.loads(out.with_suffix(".json").read_text())
+    assert js["twin"]["laws"] == ["h,-k,-l"] and abs(js["twin"]["fractions"][0] - 0.3) < 0.03
+    assert "l_test" in js["twin"]["tests"]
+    log = out.with_suffix(".log").read_text()
+    assert "twin L-test" in log and "twin refinement: h,-k,-l fraction" in log
+    assert f"{js['final']['r_free']:.4f}" in out.with_suffix(".cif").read_text()
+    capsys.readouterr()
+    assert main(argv[:-1] + ["h,q,l"]) == 2
+    assert "--twin-law" in capsys.readouterr().err
