@@ -21,6 +21,7 @@ BENCHES = [
      ["batch_bench.py"]),
     ("TLS: R-free with and without --tls chain on 1cbs and 4iid (cctbx judge)", ["tls_bench.py"]),
     ("occupancy groups: 6mw0 conformers A+B=1, kickref vs servalcat R-work", ["occupancy_bench.py"]),
+    ("synthetic merohedral twins: twin vs untwinned refinement, fraction recovered", ["twin_bench.py"]),
 ]
 
 

@@ -2,12 +2,10 @@
 import numpy as np
 import pytest
 
-from conftest import case_paths
+from conftest import case_paths, check_term_gradient, fd_fmodel
 import kickref
 from kickref.core.state import AtomState
 from kickref.targets.xray import XrayTarget, free_kick_sigmaa, ml_value_and_derivative
-from kickref.xtal.fmodel import FModel
-from kickref.xtal.structure_factors import StructureFactorCalculator
 
 
 def test_ml_derivative_matches_finite_difference():
@@ -36,14 +34,7 @@ def test_ml_derivative_matches_finite_difference():
 def fmodel_5e5z():
     model, data, _ = case_paths("5e5z")
     m, d = kickref.load_inputs(model, data)
-    fm = FModel(m, d)
-    # float64 grids and a tiny cut-off so that finite differences are smooth
-    fm.sf = StructureFactorCalculator(m.cell, d.spacegroup, d.hkl, d.d_min, cutoff=1e-9, dtype=np.float64)
-    st = AtomState.from_model(m)
-    st.is_aniso[:10] = False
-    fm.update_all(st)
-    blur = fm.sf.blur_for(st)
-    fm.sf.blur_for = lambda s: blur
+    fm, st = fd_fmodel(m, d)
     return m, fm, st
 
 
@@ -52,24 +43,8 @@ def test_target_gradient_matches_finite_difference(fmodel_5e5z, target):
     m, fm, st = fmodel_5e5z
     term = XrayTarget(fm, target)
     term.set_sigmaa(fm.sigmaa("all"))
-    v, g = term.compute(st)
-    rng = np.random.default_rng(0)
-    checks = 0
-    for i in rng.choice(m.n_atoms, 4, replace=False):
-        for arr, k, h in [("xyz", 0, 1e-4), ("xyz", 2, 1e-4), ("occ", None, 1e-4),
-                          ("b_iso", None, 1e-3), ("u_aniso", 1, 1e-5), ("u_aniso", 4, 1e-5)]:
-            if arr == "b_iso" and st.is_aniso[i] or arr == "u_aniso" and not st.is_aniso[i]:
-                continue
-            idx = (i, k) if k is not None else i
-            s1, s2 = st.copy(), st.copy()
-            getattr(s1, arr)[idx] += h
-            getattr(s2, arr)[idx] -= h
-            fd = (term.compute(s1, False)[0] - term.compute(s2, False)[0]) / (2 * h)
-            an = getattr(g, arr)[idx]
-            scale = max(abs(fd), 1e-3 * float(np.abs(getattr(g, arr)).max()))
-            assert abs(an - fd) <= 2e-4 * scale, f"{target} {arr}{idx}: {an} vs {fd}"
-            checks += 1
-    assert checks >= 12
+    atoms = np.random.default_rng(0).choice(m.n_atoms, 4, replace=False)
+    assert check_term_gradient(term, st, atoms) >= 12
 
 
 def test_free_kick_sigmaa_is_less_optimistic_than_work_set():

@@ -203,6 +203,14 @@ map_hl_arg = checked_by(parse_map_hl_argument, "FILE:HLA,HLB,HLC,HLD (e.g. phase
 selection_arg = checked_by(_gemmi_selection, "a gemmi selection (e.g. //A/10-20)")
 
 
+def _twin_law(text):
+    from ..xtal.twin import parse_twin_law
+    parse_twin_law(text)
+
+
+twin_law_arg = checked_by(_twin_law, "a twin law in h,k,l (e.g. k,h,-l)")
+
+
 def check_resolution(args):
     """Cross-option check after parsing: message if d_min ≥ d_max, else None."""
     d_min, d_max = getattr(args, "d_min", None), getattr(args, "d_max", None)

@@ -16,7 +16,7 @@ from ..api import fmt_r
 from .common import (add_input_arguments, add_scaling_arguments, count, input_paths, integer,
                      kick_range_arg, load_options, map_coeffs_arg, map_hl_arg, non_negative, number,
                      parse_map_coefficients_argument, parse_map_hl_argument, positive, scale_shells_value,
-                     seed_value, selection_arg, show_warnings, write_json)
+                     seed_value, selection_arg, show_warnings, twin_law_arg, write_json)
 
 D = RefineOptions()          # the defaults shown and used by the command line
 
@@ -46,10 +46,17 @@ def add_parser(sub):
     g.add_argument("--allow-unknown", action="store_true",
                    help="restrain residues with no dictionary by non-bonded terms only")
     g = p.add_argument_group("target and weights")
-    g.add_argument("--target", choices=["ml-free-kick", "ml", "ls", "difference-map"], default=D.target,
+    g.add_argument("--target", choices=["ml-free-kick", "ml", "ls", "difference-map", "mli"], default=D.target,
                    help="ml-free-kick: likelihood with D, S estimated on the work set with a kicked model "
                         "(MAIN's default); ml: D, S from the test set (kickref's default; free kick when the test set has < 50 reflections); ls: least squares; "
+                        "mli: intensity likelihood (intensity data: the measured I, SIGI with the error integrated out; D, S as ml); "
                         "difference-map: follow the Fo-Fc map, re-phased every --rephase-every steps")
+    g.add_argument("--twin", action="store_const", const="auto", default=None,
+                   help="twin refinement: twin laws from the lattice, L-test and H-test reported, twin "
+                        "fractions refined with the twinned intensity likelihood, laws whose fraction stays "
+                        "below 0.03 dropped; R factors on twinned amplitudes")
+    g.add_argument("--twin-law", action="append", default=[], metavar="LAW", type=twin_law_arg,
+                   help="force a twin law in h,k,l (e.g. 'k,h,-l'; repeatable); implies twin refinement")
     g.add_argument("--free-kick", type=positive, default=D.free_kick, metavar="Å",
                    help=f"kick amplitude for ml-free-kick, > 0 (default {D.free_kick})")
     g.add_argument("--bond-rmsd", type=positive, metavar="Å",
@@ -274,7 +281,8 @@ def refine_arguments(args) -> dict:
                 cool=args.cool, kick=args.kick, kick_b=args.kick_b,
                 kick_law=args.kick_law, convergence=args.convergence,
                 overall_b_to_atoms=args.overall_b == "atoms", tls=_tls_option(args.tls),
-                tls_steps=args.tls_steps, **_occupancy_options(args))
+                tls_steps=args.tls_steps, twin=args.twin, twin_laws=tuple(args.twin_law),
+                **_occupancy_options(args))
     return dict(monlib=args.monlib, ligands=list(args.ligand), allow_unknown=args.allow_unknown,
                 **load_options(args), **opts)
 

@@ -6,6 +6,8 @@ Conventions
 - ``free``: True for the test (free) set. ``has_free`` False when the file has no test set.
 - ``d``: resolution of each reflection in Å; ``s2 = 1/d²`` in Å⁻².
 - ``centric``: centric reflections; ``epsilon``: multiplicity factor ε (with centring).
+- ``i_obs``, ``sigma_i``: the measured intensities and sigmas the amplitudes were converted from
+  (French–Wilson), kept for intensity targets; None for amplitude data.
 Reflections with NaN Fobs or status 'x' are not stored.
 """
 from __future__ import annotations
@@ -27,12 +29,17 @@ class Reflections:
     has_free: bool = True
     path: str | None = None
     source: dict = field(default_factory=dict)   # labels used, conversion applied, warnings
+    i_obs: np.ndarray | None = None
+    sigma_i: np.ndarray | None = None
 
     def __post_init__(self):
         self.hkl = np.ascontiguousarray(self.hkl, dtype=np.int32)
         self.f_obs = np.ascontiguousarray(self.f_obs, dtype=np.float64)
         self.sigma = np.ascontiguousarray(self.sigma, dtype=np.float64)
         self.free = np.ascontiguousarray(self.free, dtype=bool)
+        if self.i_obs is not None:
+            self.i_obs = np.ascontiguousarray(self.i_obs, dtype=np.float64)
+            self.sigma_i = np.ascontiguousarray(self.sigma_i, dtype=np.float64)
         self._derive()
 
     def _derive(self):
@@ -53,6 +60,10 @@ class Reflections:
         return ~self.free if self.has_free else np.ones(self.n, dtype=bool)
 
     @property
+    def has_intensities(self) -> bool:
+        return self.i_obs is not None
+
+    @property
     def d_min(self) -> float:
         return float(self.d.min())
 
@@ -65,7 +76,9 @@ class Reflections:
         mask = np.asarray(mask)
         return Reflections(self.cell, self.spacegroup, self.hkl[mask], self.f_obs[mask],
                            self.sigma[mask], self.free[mask], self.has_free, self.path,
-                           dict(self.source))
+                           dict(self.source),
+                           None if self.i_obs is None else self.i_obs[mask],
+                           None if self.sigma_i is None else self.sigma_i[mask])
 
     def resolution_cut(self, d_min: float | None = None, d_max: float | None = None) -> "Reflections":
         m = np.ones(self.n, dtype=bool)

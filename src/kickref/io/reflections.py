@@ -215,6 +215,7 @@ def _reflections_from_table(table, p, labin, free_value, d_min, d_max, model_cel
     # intensities -> amplitudes
     fw_bins = None
     n_bad_sigma = 0
+    i_obs = sigma_i = None
     if is_intensity:
         good = sigma > 0
         n_bad_sigma = int(np.count_nonzero(~good))
@@ -227,10 +228,11 @@ def _reflections_from_table(table, p, labin, free_value, d_min, d_max, model_cel
         fw = french_wilson(value, sigma, cell.calculate_1_d2_array(hkl),
                            ops.centric_flag_array(hkl),
                            ops.epsilon_factor_without_centering_array(hkl))
+        i_obs, sigma_i = value, sigma                  # kept for the intensity targets
         value, sigma, fw_bins = fw.f, fw.sigma_f, fw.n_bins
 
     refl = Reflections(cell, sg, hkl, value, sigma, free, has_free,
-                       str(p) if isinstance(p, Path) else None, {})
+                       str(p) if isinstance(p, Path) else None, {}, i_obs, sigma_i)
     n_before_cut = refl.n
     if d_min is not None or d_max is not None:
         refl = refl.resolution_cut(d_min, d_max)

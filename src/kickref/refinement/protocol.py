@@ -35,6 +35,7 @@ from .weighting import (BOND_RMSD_REFINE, adjust_weight, bond_rmsd_for_resolutio
 class RefineOptions:
     target: str = "ml"                 # 'ml' (D, S from the test set; free kick when it has < 50
                                        # reflections), 'ml-free-kick' (MAIN's default), 'ls',
+                                       # 'mli' (intensity likelihood, intensity data; D, S as 'ml'),
                                        # 'difference-map' (Fo−Fc map, re-phased every N steps)
     cycles: int = 8                    # macro-cycles (at most: see convergence)
     xyz_steps: int = 25                # L-BFGS iterations per macro-cycle for coordinates (+ADPs)
@@ -90,6 +91,9 @@ class RefineOptions:
     kick_law: str = "linear"           # linear | square | exponential
     overall_b_to_atoms: bool = True    # at each full re-phase move the isotropic part of the
                                        # scale's anisotropic B into the atoms' B (and B_sol)
+    twin: str | None = None            # 'auto': twin laws from the lattice, fractions refined, laws
+                                       # below 0.03 dropped (refinement.twinning); None: untwinned
+    twin_laws: tuple = ()              # forced twin laws in h,k,l ("k,h,-l"); implies twinning
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -158,10 +162,13 @@ class Refinement:
         self.movable = select_atoms(model, o.selection)
         self.fmodel = FModel(model, data, bulk_solvent=o.bulk_solvent, scale_shells=o.scale_shells)
         from ..targets.xray import XrayTarget
-        if o.target not in ("ml", "ml-free-kick", "ls", "difference-map"):
+        if o.target not in ("ml", "ml-free-kick", "ls", "difference-map", "mli"):
             raise ValueError(f"unknown target {o.target!r}")
-        target = "ls" if o.target == "ls" else "ml"
+        target = o.target if o.target in ("ls", "mli") else "ml"
         self.xray = XrayTarget(self.fmodel, target)
+        if o.twin or o.twin_laws:
+            from .twinning import twin_target
+            self.xray = twin_target(self.fmodel, self.state, o.twin, o.twin_laws, self.log) or self.xray
         data_term = self.xray
         self.difference_map = None
         if o.target == "difference-map":
@@ -268,18 +275,20 @@ class Refinement:
         fm.update_all(self.state, mask=full, scale=True, full=full)
         if full and self.options.overall_b_to_atoms:
             self.overall_b_to_atoms()
-        if self.xray.target == "ml":
+        if self.xray.uses_sigmaa:
             prev = None if full else getattr(self, "sigmaa", None)
             if self.use_free_kick:
                 from ..targets.xray import free_kick_sigmaa
                 sa = free_kick_sigmaa(fm, self.state, self.options.free_kick, seed=self.options.seed,
-                                      start=prev)
+                                      start=prev, intensities=self.xray.intensity_sigmaa)
             else:
-                sa = fm.sigmaa("test", start=prev)
+                sa = fm.sigmaa("test", start=prev, intensities=self.xray.intensity_sigmaa)
             self.xray.set_sigmaa(sa)
             self.sigmaa = sa
             if full and self.options.scale_target == "ml":
                 fm.fit_scale_ml(sa)                     # ML refit of k_sol, B_sol, aniso B, k
+        if self.xray.target == "twin":
+            self.xray.fit()
         if self.difference_map is not None:
             self.difference_map.update_map(self.state, getattr(self, "sigmaa", None))
 
@@ -336,7 +345,7 @@ class Refinement:
         """Starting X-ray weight (:func:`.weighting.initial_weight`: the resolution rule for the
         ML X-ray target, the gradient ratio for LS and the difference map)."""
         term = self.e_xyz.terms[0]
-        ml = term is self.xray and self.xray.target == "ml"
+        ml = term is self.xray and self.xray.uses_sigmaa
         return initial_weight(term, self.state, self.p_xyz.atoms, self.options.bond_rmsd,
                               self.data.d_min if ml else None)
 
@@ -385,13 +394,17 @@ class Refinement:
         fm = self.fmodel
         with phase("statistics"):
             st = fm.statistics()
+        if self.xray.target == "twin":
+            from .twinning import twin_note
+            st.update(self.xray.r_factors())
+            note = " ".join(x for x in (twin_note(self.xray), note) if x)
         b, a, _ = self.geometry_rmsd()
         with phase("statistics"):
             value, _ = self.xray.compute(self.state, gradient=False)
         heavy = ~self.model.is_hydrogen
         beq = self.state.b_eq()
         c = CycleStats(cycle, st["r_work"], st["r_free"], value,
-                       "-LL" if self.xray.target == "ml" else "LS", b, a, float(self.weight or 0),
+                       "LS" if self.xray.target == "ls" else "-LL", b, a, float(self.weight or 0),
                        time.perf_counter() - t0, self.n_eval, fm.scale.k_sol, fm.scale.b_sol,
                        float(np.mean(beq[heavy])), note)
         self.cycles.append(c)
@@ -522,6 +535,9 @@ class Refinement:
                 for line in self.tls.summary():
                     self.log(line)
             stats = self.fmodel.statistics()
+            if self.xray.target == "twin":
+                stats.update(self.xray.r_factors())
+                stats["twin"] = {**self.xray.summary(), "tests": self.xray.tests}
             b, a, geo = self.geometry_rmsd()
             stats["rmsd_bond"], stats["rmsd_angle"] = b, a
             mc = compute_map_coefficients(self.fmodel, self.state)

@@ -1,4 +1,4 @@
-"""X-ray amplitude targets as energy terms: least squares and maximum likelihood.
+"""X-ray targets as energy terms: least squares, amplitude and intensity maximum likelihood.
 
 Both act on the work reflections (outliers excluded) of an :class:`~kickref.xtal.fmodel.FModel`
 with its scale (k, aniso B, bulk solvent, shells) held fixed between re-phasings:
@@ -7,6 +7,9 @@ with its scale (k, aniso B, bulk solvent, shells) held fixed between re-phasings
 - ``least_squares``: T = Σ (|Fo| − |Fm|)²                        (units: Fo²)
 - ``maximum_likelihood``: T = −Σ ln P(|Fo| ; D·|Fm|, ε·S + σ²)    (Rice / Woolfson, nats)
   with D and S per resolution bin (see :mod:`kickref.xtal.sigmaa`), set by :meth:`set_sigmaa`.
+- ``mli``: T = −Σ ln P(Io ; D·|Fm|, ε·S, σ_I)  (measured intensities, the measurement error
+  integrated out; :mod:`kickref.xtal.intensity_likelihood`), D and S fitted by the same
+  likelihood.
 
 Gradients with respect to atomic parameters come from the gradient-map method:
 ∂T/∂Fc = ∂T/∂|Fm| · k_total · Fm/|Fm| is transformed to a map and gathered at the atoms.
@@ -19,24 +22,41 @@ from ..core.profile import phase
 from ..core.state import AtomState
 
 from ..core.term import EnergyTerm
+from ..xtal.intensity_likelihood import mli_value_and_derivative
 from ..xtal.sigmaa import ml_value_and_derivative  # noqa: F401 (part of this module's API)
+
+TARGETS = ("ml", "ls", "mli")
 
 
 class XrayTarget(EnergyTerm):
-    """X-ray term; ``target`` is 'ml' (maximum likelihood) or 'ls' (least squares)."""
+    """X-ray term; ``target`` is 'ml' (amplitude maximum likelihood), 'mli' (intensity maximum
+    likelihood; needs the data's intensities) or 'ls' (least squares)."""
+
 
     kind = "xray"
 
     def __init__(self, fmodel, target: str = "ml", scale: float = 1.0, enabled: bool = True):
         super().__init__(scale, enabled)
-        if target not in ("ml", "ls"):
+        if target not in TARGETS:
             raise ValueError(f"unknown X-ray target {target!r}")
+        if target == "mli" and not fmodel.data.has_intensities:
+            raise ValueError("the intensity target (mli) needs intensity data (I, SIGI)")
         self.fmodel = fmodel
         self.target = target
         self.name = f"xray_{target}"
         self.D = None
         self.S = None
         self.want = ("xyz", "adp", "occ")      # gradient parts to compute (a stage may narrow it)
+
+    @property
+    def uses_sigmaa(self) -> bool:
+        """True for the likelihood targets (they need D and S)."""
+        return self.target != "ls"
+
+    @property
+    def intensity_sigmaa(self) -> bool:
+        """True when D and S are to be fitted by the intensity likelihood."""
+        return self.target == "mli"
 
     def set_sigmaa(self, sigmaa) -> None:
         self.D = sigmaa.D
@@ -56,8 +76,12 @@ class XrayTarget(EnergyTerm):
             return float(np.sum(diff * diff)), deriv
         if self.D is None:
             raise RuntimeError("ML target needs D and S: call set_sigmaa() first")
-        nll, dd = ml_value_and_derivative(d.f_obs[sel], d.sigma[sel], fm_abs[sel], d.centric[sel],
-                                          d.epsilon[sel], self.D[sel], self.S[sel])
+        if self.target == "mli":
+            nll, dd = mli_value_and_derivative(d.i_obs[sel], d.sigma_i[sel], fm_abs[sel], d.centric[sel],
+                                               d.epsilon[sel], self.D[sel], self.S[sel])
+        else:
+            nll, dd = ml_value_and_derivative(d.f_obs[sel], d.sigma[sel], fm_abs[sel], d.centric[sel],
+                                              d.epsilon[sel], self.D[sel], self.S[sel])
         deriv[sel] = dd
         return float(np.sum(nll)), deriv
 
@@ -90,10 +114,11 @@ def kicked_state(state: AtomState, amplitude: float, rng, movable=None, b_amplit
 
 
 def free_kick_sigmaa(fmodel, state: AtomState, amplitude: float = 0.1, seed: int = 0, n_kicks: int = 1,
-                     start=None):
+                     start=None, intensities: bool = False):
     """ML "free kick" (after Pražnikar & Turk 2014): D and S from the *work* set, computed with
     a randomly displaced copy of the model, so that the work set's fit to the model does not
-    bias them and the test set stays untouched. Averages ``n_kicks`` kicked models' |Fm|."""
+    bias them and the test set stays untouched. Averages ``n_kicks`` kicked models' |Fm|.
+    ``intensities``: fitted by the intensity likelihood (MLI) to the data's I, σ_I."""
     rng = np.random.default_rng(seed)
     fms = []
     for _ in range(n_kicks):
@@ -105,4 +130,5 @@ def free_kick_sigmaa(fmodel, state: AtomState, amplitude: float = 0.1, seed: int
     d = fmodel.data
     with phase("scale"):
         return sa.estimate_sigmaa(d.f_obs, d.sigma, fm, d.centric, d.epsilon, d.s2, fmodel.work,
-                                  min_per_bin=500, used="work (free kick)", start=start)
+                                  min_per_bin=500, used="work (free kick)", start=start,
+                                  intensities=(d.i_obs, d.sigma_i) if intensities else None)

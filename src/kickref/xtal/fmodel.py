@@ -109,10 +109,11 @@ class FModel:
                                 fit_solvent=self.bulk_solvent)
             return self.scale
 
-    def sigmaa(self, use: str = "auto", start=None) -> _sigmaa.SigmaA:
+    def sigmaa(self, use: str = "auto", start=None, intensities: bool = False) -> _sigmaa.SigmaA:
         """D and S per bin from the test set (all reflections when there is none).
 
-        ``start``: a previous estimate (same bins) to start from.
+        ``start``: a previous estimate (same bins) to start from. ``intensities``: fitted by the
+        intensity likelihood to the data's I, σ_I (MLI) instead of the amplitudes.
         """
         d = self.data
         if use == "auto":
@@ -120,7 +121,8 @@ class FModel:
         sel = {"test": self.free, "work": self.work, "all": ~self.outliers}[use]
         with phase("scale"):
             return _sigmaa.estimate_sigmaa(d.f_obs, d.sigma, np.abs(self.f_model), d.centric, d.epsilon,
-                                           d.s2, sel, used=use, start=start)
+                                           d.s2, sel, used=use, start=start,
+                                           intensities=(d.i_obs, d.sigma_i) if intensities else None)
 
     def update_outliers(self, p_cut: float = 1e-6) -> int:
         d = self.data

@@ -17,6 +17,7 @@ import scipy.stats
 
 from ..core.lbfgs import lbfgs
 from ..core.reflections import bins_from_edges, equal_count_bins
+from .intensity_likelihood import mli_sigmaa_terms
 
 
 def log_i0(x):
@@ -81,30 +82,33 @@ class SigmaA:
         return bins_from_edges(s2, self.edges)
 
 
-def _nll_and_grad_bins(fo, sig, fm, centric, eps, bins, n_bins, D, S):
-    """Σ −ln P per bin (summed) and its gradient with respect to D_bin and S_bin."""
-    Dr, Sr = D[bins], S[bins]
-    V = eps * Sr + sig * sig
-    x2 = fo * fo + Dr * Dr * fm * fm
-    X = fo * Dr * fm / V
-    ma = scipy.special.i1e(2.0 * X) / np.maximum(scipy.special.i0e(2.0 * X), 1e-300)
-    tc = np.tanh(X)
-    lp = log_likelihood(fo, sig, fm, centric, eps, Dr, Sr)
-    dD = np.where(centric, -Dr * fm * fm / V + tc * fo * fm / V,
-                  -2.0 * Dr * fm * fm / V + ma * 2.0 * fo * fm / V)
-    dV = np.where(centric, -0.5 / V + x2 / (2.0 * V * V) - tc * X / V,
-                  -1.0 / V + x2 / (V * V) - ma * 2.0 * X / V)
-    f = -float(np.sum(lp))
-    gD = -np.bincount(bins, weights=dD, minlength=n_bins)
-    gS = -np.bincount(bins, weights=dV * eps, minlength=n_bins)
-    return f, gD, gS
+def _amplitude_terms(fo, sig, fm, centric, eps):
+    """(D, S) per reflection → (Σ −ln P, ∂(−ln P)/∂D, ∂(−ln P)/∂S per reflection) of the
+    amplitude likelihood."""
+    def terms(Dr, Sr):
+        V = eps * Sr + sig * sig
+        x2 = fo * fo + Dr * Dr * fm * fm
+        X = fo * Dr * fm / V
+        ma = scipy.special.i1e(2.0 * X) / np.maximum(scipy.special.i0e(2.0 * X), 1e-300)
+        tc = np.tanh(X)
+        lp = log_likelihood(fo, sig, fm, centric, eps, Dr, Sr)
+        dD = np.where(centric, -Dr * fm * fm / V + tc * fo * fm / V,
+                      -2.0 * Dr * fm * fm / V + ma * 2.0 * fo * fm / V)
+        dV = np.where(centric, -0.5 / V + x2 / (2.0 * V * V) - tc * X / V,
+                      -1.0 / V + x2 / (V * V) - ma * 2.0 * X / V)
+        return -float(np.sum(lp)), -dD, -dV * eps
+    return terms
 
 
-def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None):
+def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None, terms=None):
     """ML estimates of D and S for all bins at once (independent problems, one bounded L-BFGS run).
 
     S is optimized as log(S/S0) so that bins of very different intensity are equally scaled.
+    ``terms``: the likelihood as (D, S) per reflection → (Σ −ln P, ∂/∂D, ∂/∂S per reflection);
+    default the amplitude likelihood of ``fo``, ``sig`` (the starting values always use ``fo``).
     """
+    if terms is None:
+        terms = _amplitude_terms(fo, sig, fm, centric, eps)
     cnt = np.bincount(bins, minlength=n_bins).astype(float)
     if D0 is None:
         num = np.bincount(bins, weights=fo * fm, minlength=n_bins)
@@ -120,7 +124,9 @@ def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None):
     def f(p):
         D, t = p[:n_bins], p[n_bins:]
         S = S0 * np.exp(t)
-        v, gD, gS = _nll_and_grad_bins(fo, sig, fm, centric, eps, bins, n_bins, D, S)
+        v, dD, dS = terms(D[bins], S[bins])
+        gD = np.bincount(bins, weights=dD, minlength=n_bins)
+        gS = np.bincount(bins, weights=dS, minlength=n_bins)
         return v, np.concatenate([gD, gS * S])
 
     p0 = np.concatenate([np.clip(D0, 1e-3, 3.0), np.zeros(n_bins)])
@@ -137,12 +143,14 @@ def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None):
 
 
 def estimate_sigmaa(fo, sig, fm, centric, eps, s2, use, n_bins: int | None = None,
-                    min_per_bin: int = 100, used: str = "test", start: "SigmaA | None" = None) -> SigmaA:
+                    min_per_bin: int = 100, used: str = "test", start: "SigmaA | None" = None,
+                    intensities=None) -> SigmaA:
     """D and S per resolution bin from the reflections selected by ``use`` (bool mask).
 
     Bins have about equal numbers of *used* reflections (≥ ``min_per_bin``); every reflection
     (used or not) gets the parameters of the bin its resolution falls in. ``start``: previous
-    estimate with the same bins, used as starting point.
+    estimate with the same bins, used as starting point. ``intensities``: (I, σ_I) to fit by the
+    intensity likelihood (MLI) instead of the amplitudes (which then only start the fit).
     """
     use = np.asarray(use, dtype=bool)
     nu = int(use.sum())
@@ -159,7 +167,11 @@ def estimate_sigmaa(fo, sig, fm, centric, eps, s2, use, n_bins: int | None = Non
     bins = bins_from_edges(s2, edges)
     if nu == 0:
         return SigmaA(bins, np.ones(n_bins), np.ones(n_bins), used, edges)
-    D_bin, S_bin = fit_bins(fo[use], sig[use], fm[use], centric[use], eps[use], bins[use], n_bins, D0, S0)
+    terms = None
+    if intensities is not None:
+        terms = mli_sigmaa_terms(intensities[0][use], intensities[1][use], fm[use], centric[use], eps[use])
+    D_bin, S_bin = fit_bins(fo[use], sig[use], fm[use], centric[use], eps[use], bins[use], n_bins, D0, S0,
+                            terms)
     return SigmaA(bins, D_bin, S_bin, used, edges)
 
 
