@@ -386,3 +386,36 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, hl=
                                    **({"combination": "phase", "hl": hl_coeffs, "target": target,
                                          "calibrate_hl": calibrate_hl}
                                       if combination == "phase" else {}))
+
+
+def ncs_chain_groups(spec) -> list | None:
+    """Chain lists [[ref, copy, ...], ...] from an NCS group spec: None (detect), a string
+    'A,B;C,D', a path to a JSON file (:func:`kickref.io.ncs.read_ncs_groups`), or chain lists."""
+    from pathlib import Path
+    from .io.ncs import read_ncs_groups
+    from .xtal.ncs import parse_group_spec
+    if spec is None or isinstance(spec, list):
+        return spec
+    spec = str(spec)
+    if spec.lower().endswith(".json") or Path(spec).is_file():
+        return read_ncs_groups(spec)
+    try:
+        return parse_group_spec(spec)
+    except ValueError as e:
+        raise KickrefError(str(e)) from None
+
+
+def ncs_groups(model, groups=None, **detect_options) -> list:
+    """NCS groups of ``model`` (a Model or a path): detected from its polymer chains
+    (:func:`kickref.xtal.ncs.detect_ncs`) or built for ``groups`` (see :func:`ncs_chain_groups`).
+    Returns a list of :class:`~kickref.xtal.ncs.NcsGroup` (empty: no NCS)."""
+    from .xtal.ncs import detect_ncs, groups_from_chains
+    if not isinstance(model, Model):
+        model = read_model(model)
+    chains = ncs_chain_groups(groups)
+    if chains is None:
+        return detect_ncs(model, **detect_options)
+    try:
+        return groups_from_chains(model, chains)
+    except ValueError as e:
+        raise KickrefError(str(e)) from None

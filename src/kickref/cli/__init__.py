@@ -12,7 +12,7 @@ import sys
 
 from ..core.errors import KickrefError
 
-SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine", "macro"]
+SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine", "macro", "ncs"]
 
 
 class Parser(argparse.ArgumentParser):
