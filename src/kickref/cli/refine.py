@@ -10,7 +10,7 @@ from ..core.errors import KickrefError
 from ..io.files import write_text_atomic
 from ..io.outputs import OutputSet, lock_path, output_paths, refinement_output_set, write_refinement_outputs
 from ..refinement.minimize import StopFlag
-from ..refinement.protocol import RefineOptions
+from ..refinement.protocol import NCS_AUTO_D_MIN, RefineOptions
 from ..refinement.weighting import BOND_RMSD_MAP
 from .common import (add_input_arguments, add_scaling_arguments, count, fmt_r, input_paths, integer,
                      kick_range_arg, load_options, map_coeffs_arg, map_hl_arg, non_negative, number,
@@ -67,6 +67,16 @@ def add_parser(sub):
     g.add_argument("--overall-b", choices=["atoms", "scale"], default="atoms" if D.overall_b_to_atoms else "scale",
                    help="atoms (default): at each full re-phase the isotropic B of the overall scale moves "
                         "into the atoms' B (F_model unchanged); scale: it stays in the scale")
+    g = p.add_argument_group("NCS (non-crystallographic symmetry)")
+    g.add_argument("--ncs", choices=["auto", "on", "off"], default=D.ncs,
+                   help="local NCS distance and NCS B restraints between copies found by 'kickref ncs'; "
+                        f"auto (default): on when NCS groups are found and d_min >= {NCS_AUTO_D_MIN} Å")
+    g.add_argument("--ncs-groups", metavar="'A,B;C,D'|FILE.json",
+                   help="NCS groups (first chain of each: the reference) instead of detection")
+    g.add_argument("--ncs-sigma", type=positive, default=D.ncs_sigma, metavar="Å",
+                   help=f"sigma of local NCS distance differences, > 0 (default {D.ncs_sigma})")
+    g.add_argument("--ncs-b-sigma", type=positive, default=D.ncs_b_sigma, metavar="Å²",
+                   help=f"sigma of NCS B differences after the per-copy offset, > 0 (default {D.ncs_b_sigma})")
     g = p.add_argument_group("what is refined")
     g.add_argument("--adp", choices=["auto", "keep", "iso", "aniso"], default=D.adp,
                    help="ADP model: keep each atom's kind, all isotropic, all anisotropic, or auto "
@@ -217,7 +227,9 @@ def _refine(args, out, stop, lines):
                 scale_shells=scale_shells_value(args.scale_shells), bulk_solvent=not args.no_bulk_solvent,
                 cool=args.cool, kick=args.kick, kick_b=args.kick_b,
                 kick_law=args.kick_law, convergence=args.convergence,
-                overall_b_to_atoms=args.overall_b == "atoms")
+                overall_b_to_atoms=args.overall_b == "atoms", ncs=args.ncs,
+                ncs_groups=None if args.ncs_groups is None else api.ncs_chain_groups(args.ncs_groups),
+                ncs_sigma=args.ncs_sigma, ncs_b_sigma=args.ncs_b_sigma)
     if args.cool:
         bar = ProgressBar(args.cool, args.xyz_steps * 6 // 5, not args.quiet)
     else:

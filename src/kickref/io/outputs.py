@@ -170,6 +170,7 @@ def summary_dict(result, inputs: dict | None = None, profile: dict | None = None
         "profile": profile,
         "shells": s.get("shells"),
         "maps": getattr(result.map_coefficients, "info", None),
+        "ncs": getattr(result, "ncs", None),
     })
 
 
