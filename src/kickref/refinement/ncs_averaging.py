@@ -53,6 +53,23 @@ def ncs_mask(shape, cell, spacegroup, xyz, groups, mask_radius: float = 3.0) -> 
     return NcsMask(nearest, overlap, atoms, copy, copies)
 
 
+def own_frame(m: NcsMask, pts, xyz, dmap: DensityMap):
+    """(z₀ (n, 3) Å, copy index) of the flat grid points ``pts`` of the mask: each point mapped by
+    the inverse of its labelling symmetry op, with the lattice shift that puts it next to the
+    labelling atom (so that the NCS operators, which are not lattice-periodic, apply)."""
+    shape, cell = dmap.shape, dmap.cell
+    c = m.nearest.ravel()[pts].astype(np.int64)
+    n = len(m.atoms)
+    op, atom = c // n, c % n
+    R, t = ops_arrays(dmap.spacegroup)
+    frac_m = np.array(cell.frac.mat.tolist())
+    orth = np.array(cell.orth.mat.tolist())
+    f = np.stack(np.unravel_index(pts, shape), axis=1) / np.asarray(shape, dtype=np.float64)
+    f0 = np.einsum("nij,nj->ni", np.linalg.inv(R)[op], f - t[op])
+    f0 -= np.round(f0 - np.asarray(xyz)[m.atoms[atom]] @ frac_m.T)
+    return f0 @ orth.T, m.copy[atom]
+
+
 def _relative(group, j, k):
     """(R, t) of T_k T_j⁻¹: copy j's frame onto copy k's (Cartesian, Å)."""
     cj, ck = group.copies[j], group.copies[k]
@@ -81,20 +98,7 @@ def average_map(dmap: DensityMap, xyz, groups, mask_radius: float = 3.0, overlap
     if overlap == "exclude":
         use &= ~m.overlap
     pts = np.flatnonzero(use)
-    c = m.nearest.ravel()[pts].astype(np.int64)
-    n = len(m.atoms)
-    op, atom = c // n, c % n
-    copy = m.copy[atom]
-    # point in the frame of its own copy: z0 = S_op^-1 z, next to the labelling atom
-    R, t = ops_arrays(dmap.spacegroup)
-    frac_m = np.array(cell.frac.mat.tolist())
-    orth = np.array(cell.orth.mat.tolist())
-    f = np.stack(np.unravel_index(pts, shape), axis=1) / np.asarray(shape, dtype=np.float64)
-    Rinv = np.linalg.inv(R)
-    f0 = np.einsum("nij,nj->ni", Rinv[op], f - t[op])
-    fa = np.asarray(xyz)[m.atoms[atom]] @ frac_m.T
-    f0 -= np.round(f0 - fa)
-    z0 = f0 @ orth.T
+    z0, copy = own_frame(m, pts, xyz, dmap)
     coef = bspline_coefficients(grid)
     values = grid.ravel()[pts]
     avg = np.zeros(len(pts))
