@@ -74,3 +74,28 @@ def test_averaged_map_keeps_crystal_symmetry_and_reports_overlaps():
     assert np.array_equal(ex.map.grid[m.overlap], dm.grid[m.overlap])
     with pytest.raises(ValueError):
         average_map(dm, model.xyz, groups, overlap="bad")
+
+
+def test_cli_average_from_a_map(tmp_path, capsys):
+    need_shared()
+    from kickref.cli import main
+    from kickref.io.maps import load_density_map, write_ccp4_map
+    from kickref.io.models import write_model
+    model, _, _ = two_copies(shift=(70.0, 0.0, 0.0))
+    model = in_cell(model, (130, 90, 100, 90, 90, 90), "P 1")
+    truth = fc_map(model, 3.0)
+    rng = np.random.default_rng(1)
+    noisy = DensityMap(truth.grid + rng.normal(0, 2 * truth.grid.std(), truth.shape), truth.cell, truth.spacegroup)
+    write_model(model, tmp_path / "m.pdb")
+    write_ccp4_map(noisy, tmp_path / "noisy.ccp4")
+    assert main(["ncs", str(tmp_path / "m.pdb"), "--map", str(tmp_path / "noisy.ccp4"), "--average",
+                 str(tmp_path / "avg"), "--mask-radius", "2.5", "--json", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    assert "operator A -> B" in out and "wrote" in out
+    avg = load_density_map(tmp_path / "avg.ccp4")
+    inside = ncs_mask(avg.shape, truth.cell, truth.spacegroup, model.xyz, detect_ncs(model), 2.5).nearest >= 0
+    noisy_read = load_density_map(tmp_path / "noisy.ccp4")
+    assert avg.shape == truth.shape == noisy_read.shape
+    err = lambda g: np.sqrt(np.mean((g - truth.grid)[inside] ** 2))
+    assert err(avg.grid) < 0.8 * err(noisy_read.grid)
+    assert main(["ncs", str(tmp_path / "m.pdb"), "--map", str(tmp_path / "noisy.ccp4")]) == 2

@@ -423,3 +423,56 @@ def ncs_groups(model, groups=None, **detect_options) -> list:
         return groups_from_chains(model, chains)
     except ValueError as e:
         raise KickrefError(str(e)) from None
+
+
+@dataclass
+class NcsAverageResult:
+    """:func:`ncs_average`: the averaged map (a full-cell
+    :class:`~kickref.xtal.density_map.DensityMap`), with data its map coefficients (FWT/PHWT
+    replaced by the averaged map's Fourier coefficients), the groups with their (refined)
+    operators, the operator reports and the averaging statistics."""
+    map: object
+    map_coefficients: object
+    groups: list
+    operators: list
+    stats: dict
+
+    def as_dict(self) -> dict:
+        return {"groups": [g.as_dict() for g in self.groups], "operator_optimization": self.operators,
+                "averaging": self.stats}
+
+
+def ncs_average(model, data=None, *, map_path=None, map_coeffs=None, groups=None, mask_radius: float = 3.0,
+                optimize: bool = True, overlap: str = "nearest", outside: str = "keep", **load_options):
+    """NCS-averaged map of ``map_path`` / ``map_coeffs=(FILE, F, PHI)`` or, with ``data``, of the
+    σA 2mFo−DFc map of ``model``. The operators of the NCS groups (``groups`` as for
+    :func:`ncs_groups`) are first refined against the map (``optimize``, MAIN's mandatory step;
+    :mod:`kickref.refinement.ncs_operators`), then the map is averaged with labelled masks
+    (:mod:`kickref.refinement.ncs_averaging`). Returns a :class:`NcsAverageResult`."""
+    import dataclasses
+    from .refinement.ncs_averaging import average_map
+    from .refinement.ncs_operators import optimize_operators
+    from .xtal.density_map import density_map_from_coefficients
+    from .xtal.fourier import grid_to_coefficients
+    mc = None
+    if data is not None:
+        model, data = load_inputs(model, data, **load_options)
+        mc = compute_maps(model, data).map_coefficients
+        dmap = density_map_from_coefficients(mc.cell, mc.spacegroup, mc.hkl, mc.fwt, source="2mFo-DFc")
+    else:
+        if not isinstance(model, Model):
+            model = read_model(model)
+        if not (map_path or map_coeffs):
+            raise KickrefError("NCS averaging needs a map (map_path, map_coeffs) or data")
+        dmap = _load_map(map_path, map_coeffs, model)
+    grp = ncs_groups(model, groups)
+    if not grp:
+        raise KickrefError(f"{model.path or 'model'}: no NCS groups to average over")
+    reports = []
+    if optimize:
+        grp, reports = optimize_operators(dmap, model.xyz, grp, mask_radius)
+    avg = average_map(dmap, model.xyz, grp, mask_radius, overlap, outside)
+    if mc is not None:
+        mc = dataclasses.replace(mc, fwt=grid_to_coefficients(avg.map.grid, mc.cell, mc.hkl),
+                                 info={**mc.info, "ncs_averaged": True})
+    return NcsAverageResult(avg.map, mc, grp, reports, avg.stats)
