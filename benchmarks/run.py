@@ -17,6 +17,8 @@ BENCHES = [
      ["gamma_partial.py"]),
     ("far starts (MR-like 4hg7 from 4qo4; 1cbs, 3zt9 with local-minimum errors): build + R",
      ["far_starts.py"]),
+    ("NCS on 4iid: restraints at 3.5 Å vs servalcat --ncsr, operator refinement, averaging",
+     ["ncs_bench.py"]),
 ]
 
 
