@@ -26,7 +26,6 @@ Run: ``python benchmarks/ncs_bench.py [--resolutions 3.5[,2.3]] [--parts refine,
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -130,8 +129,7 @@ def operator_part(deposited) -> dict:
     dR = Rotation.from_rotvec(np.radians(2.0) * axis / np.linalg.norm(axis)).as_matrix()
     shift = rng.normal(size=3)
     shift *= 0.8 / np.linalg.norm(shift)
-    c = sup.transform(x).mean(axis=0)
-    bad = dataclasses.replace(sup, rotation=dR @ sup.rotation, translation=dR @ (sup.translation - c) + c + shift)
+    bad = sup.moved(dR, shift, sup.transform(x).mean(axis=0))
     new, rep1 = optimize_operator(dm, x, a, bad)
     return {"from_superposition": rep0, "from_perturbed": rep1,
             "perturbed_to_opt_rotation_deg": rotation_angle(new.rotation @ opt.rotation.T),

@@ -1,5 +1,4 @@
 """NCS operator optimization: CC gradient, recovery of a perturbed 4iid operator."""
-import dataclasses
 import time
 
 import numpy as np
@@ -59,10 +58,7 @@ def test_perturbed_4iid_operator_is_recovered():
     dR = Rotation.from_rotvec(np.radians(2.0) * axis / np.linalg.norm(axis)).as_matrix()
     shift = rng.normal(size=3)
     shift *= 0.8 / np.linalg.norm(shift)
-    c = sup.transform(x).mean(axis=0)
-    R = dR @ sup.rotation
-    t = dR @ (sup.translation - c) + c + shift
-    bad = dataclasses.replace(sup, rotation=R, translation=t)
+    bad = sup.moved(dR, shift, sup.transform(x).mean(axis=0))
     new, rep2 = optimize_operator(dm, x, a, bad)
     assert rep2["cc_start"] < rep2["cc_end"]
     assert rotation_angle(new.rotation @ opt.rotation.T) < 0.2

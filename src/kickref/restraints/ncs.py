@@ -41,37 +41,28 @@ def _robust(z, z0):
 
 
 @njit(cache=True)
-def _local_kernel(xyz, ka, kb, la, lb, sigma, z0, delta, grad, g):
-    """Σ ρ((d(ka,kb) − d(la,lb))/σ) over the pairs; gradient added into g; Δ per pair into delta."""
+def _local_kernel(xyz, pairs, sigma, z0, delta, grad, g):
+    """Σ ρ((d_k − d_l)/σ) over ``pairs`` rows (a_k, b_k, a_l, b_l): the distance of atoms a_k, b_k
+    against that of a_l, b_l (each ≥ 0.02 Å); gradient added into g; d_k − d_l into delta."""
     v = 0.0
-    for p in range(ka.shape[0]):
-        i, j, m, n = ka[p], kb[p], la[p], lb[p]
-        ux = xyz[i, 0] - xyz[j, 0]
-        uy = xyz[i, 1] - xyz[j, 1]
-        uz = xyz[i, 2] - xyz[j, 2]
-        wx = xyz[m, 0] - xyz[n, 0]
-        wy = xyz[m, 1] - xyz[n, 1]
-        wz = xyz[m, 2] - xyz[n, 2]
-        dk = max(math.sqrt(ux * ux + uy * uy + uz * uz), 0.02)
-        dl = max(math.sqrt(wx * wx + wy * wy + wz * wz), 0.02)
-        delta[p] = dk - dl
-        r, dr = _robust((dk - dl) / sigma, z0)
+    u = np.empty((2, 3))
+    d = np.empty(2)
+    for p in range(pairs.shape[0]):
+        for c in range(2):                      # c = 0: copy k's pair, 1: copy l's
+            s = 0.0
+            for m in range(3):
+                u[c, m] = xyz[pairs[p, 2 * c], m] - xyz[pairs[p, 2 * c + 1], m]
+                s += u[c, m] * u[c, m]
+            d[c] = max(math.sqrt(s), 0.02)
+        delta[p] = d[0] - d[1]
+        r, dr = _robust(delta[p] / sigma, z0)
         v += r
         if grad:
-            fk = dr / sigma / dk
-            fl = dr / sigma / dl
-            g[i, 0] += fk * ux
-            g[i, 1] += fk * uy
-            g[i, 2] += fk * uz
-            g[j, 0] -= fk * ux
-            g[j, 1] -= fk * uy
-            g[j, 2] -= fk * uz
-            g[m, 0] -= fl * wx
-            g[m, 1] -= fl * wy
-            g[m, 2] -= fl * wz
-            g[n, 0] += fl * wx
-            g[n, 1] += fl * wy
-            g[n, 2] += fl * wz
+            for c in range(2):
+                f = (1.0 - 2.0 * c) * dr / (sigma * d[c])   # ∂E/∂d_k = ρ′/σ, ∂E/∂d_l = −ρ′/σ
+                for m in range(3):
+                    g[pairs[p, 2 * c], m] += f * u[c, m]
+                    g[pairs[p, 2 * c + 1], m] -= f * u[c, m]
     return v
 
 
@@ -141,8 +132,7 @@ class LocalNcsTerm(EnergyTerm):
         g = AtomGradient(state.n_atoms) if gradient else None
         gx = g.xyz if gradient else np.zeros((1, 3))
         delta = np.zeros(len(self.pairs))
-        P = self.pairs
-        v = _local_kernel(xyz, P[:, 0], P[:, 1], P[:, 2], P[:, 3], self.sigma, self.z0, delta, gradient, gx)
+        v = _local_kernel(xyz, self.pairs, self.sigma, self.z0, delta, gradient, gx)
         return float(v), g, delta
 
     def compute(self, state, gradient: bool = True):

@@ -20,6 +20,7 @@ x_copy ≈ R·x_ref + t, from the least-squares superposition of the matched mai
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -47,6 +48,14 @@ class NcsCopy:
     def transform(self, xyz) -> np.ndarray:
         """Reference-frame positions (n, 3) Å mapped onto this copy."""
         return np.asarray(xyz) @ self.rotation.T + self.translation
+
+    def moved(self, rotation, shift, centre) -> "NcsCopy":
+        """A copy whose operator is this one followed by the rotation matrix ``rotation`` about
+        ``centre`` (Å) and the translation ``shift`` (Å)."""
+        R = np.asarray(rotation, float)
+        c = np.asarray(centre, float)
+        return dataclasses.replace(self, rotation=R @ self.rotation,
+                                   translation=R @ (self.translation - c) + c + np.asarray(shift, float))
 
 
 @dataclass
@@ -139,14 +148,14 @@ def _align(chains: _Chains, ref: str, other: str):
     return al, res_r, res_o
 
 
-def _residue_pairs(al, res_r, res_o) -> list:
-    """Aligned residue pairs with equal names (indices into res_r, res_o) from the CIGAR
-    (M: both advance; I: reference only; D: other only)."""
+def cigar_pairs(cigar: str) -> list:
+    """(i, j) position pairs of the aligned ('M') columns of a gemmi CIGAR string, e.g. '5M1I3M'
+    (M: both sequences advance; I: the first only; D: the second only)."""
     pairs, i, j = [], 0, 0
-    for n, op in re.findall(r"(\d+)([MID])", al.cigar_str()):
+    for n, op in re.findall(r"(\d+)([MID])", cigar):
         n = int(n)
         if op == "M":
-            pairs += [(i + k, j + k) for k in range(n) if res_r[i + k][1] == res_o[j + k][1]]
+            pairs += [(i + k, j + k) for k in range(n)]
             i += n
             j += n
         elif op == "I":
@@ -154,6 +163,11 @@ def _residue_pairs(al, res_r, res_o) -> list:
         else:
             j += n
     return pairs
+
+
+def _residue_pairs(al, res_r, res_o) -> list:
+    """Aligned residue pairs with equal names (indices into res_r, res_o)."""
+    return [(i, j) for i, j in cigar_pairs(al.cigar_str()) if res_r[i][1] == res_o[j][1]]
 
 
 def _atom_pairs(chains: _Chains, ref, other, pairs, res_r, res_o):
