@@ -115,7 +115,6 @@ def operator_part(deposited) -> dict:
     from kickref.refinement.ncs_operators import optimize_operator, reference_points
     from kickref.xtal.density_map import density_map_from_coefficients
     from kickref.xtal.ncs import rotation_angle
-    from scipy.spatial.transform import Rotation
     t0 = time.perf_counter()
     model, data = api.load_inputs(str(deposited), str(DATA / "4iid.mtz"))
     mc = api.compute_maps(model, data).map_coefficients
@@ -124,12 +123,7 @@ def operator_part(deposited) -> dict:
     x, a = reference_points(dm, model.xyz, groups, 0)
     sup = groups[0].copies[1]
     opt, rep0 = optimize_operator(dm, x, a, sup)
-    rng = np.random.default_rng(12)
-    axis = rng.normal(size=3)
-    dR = Rotation.from_rotvec(np.radians(2.0) * axis / np.linalg.norm(axis)).as_matrix()
-    shift = rng.normal(size=3)
-    shift *= 0.8 / np.linalg.norm(shift)
-    bad = sup.moved(dR, shift, sup.transform(x).mean(axis=0))
+    bad = sup.perturbed(2.0, 0.8, sup.transform(x).mean(axis=0), np.random.default_rng(12))
     new, rep1 = optimize_operator(dm, x, a, bad)
     return {"from_superposition": rep0, "from_perturbed": rep1,
             "perturbed_to_opt_rotation_deg": rotation_angle(new.rotation @ opt.rotation.T),

@@ -2,7 +2,6 @@
 import time
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from conftest import case_paths
 from kickref.core.state import AtomState
@@ -53,12 +52,7 @@ def test_perturbed_4iid_operator_is_recovered():
     assert rep["cc_end"] >= rep["cc_start"] - 1e-6 and rep["cc_end"] > 0.9
     # from the superposition operator perturbed by 2° about a random axis through the copy
     # centroid and shifted by 0.8 Å
-    rng = np.random.default_rng(3)
-    axis = rng.normal(size=3)
-    dR = Rotation.from_rotvec(np.radians(2.0) * axis / np.linalg.norm(axis)).as_matrix()
-    shift = rng.normal(size=3)
-    shift *= 0.8 / np.linalg.norm(shift)
-    bad = sup.moved(dR, shift, sup.transform(x).mean(axis=0))
+    bad = sup.perturbed(2.0, 0.8, sup.transform(x).mean(axis=0), np.random.default_rng(3))
     new, rep2 = optimize_operator(dm, x, a, bad)
     assert rep2["cc_start"] < rep2["cc_end"]
     assert rotation_angle(new.rotation @ opt.rotation.T) < 0.2

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import gemmi
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 POLYMERS = (gemmi.PolymerType.PeptideL, gemmi.PolymerType.PeptideD, gemmi.PolymerType.Dna,
             gemmi.PolymerType.Rna, gemmi.PolymerType.DnaRnaHybrid)
@@ -50,12 +51,20 @@ class NcsCopy:
         return np.asarray(xyz) @ self.rotation.T + self.translation
 
     def moved(self, rotation, shift, centre) -> "NcsCopy":
-        """A copy whose operator is this one followed by the rotation matrix ``rotation`` about
-        ``centre`` (Å) and the translation ``shift`` (Å)."""
+        """This copy with its operator followed by the rotation matrix ``rotation`` about
+        ``centre`` (Å) and the translation vector ``shift`` (Å)."""
         R = np.asarray(rotation, float)
         c = np.asarray(centre, float)
         return dataclasses.replace(self, rotation=R @ self.rotation,
                                    translation=R @ (self.translation - c) + c + np.asarray(shift, float))
+
+    def perturbed(self, angle_deg: float, shift: float, centre, rng) -> "NcsCopy":
+        """This copy with its operator followed by a rotation of ``angle_deg`` about a random axis
+        through ``centre`` (Å) and a translation of ``shift`` Å in a random direction (``rng``: a
+        numpy Generator); to test operator refinement."""
+        axis, direction = rng.normal(size=3), rng.normal(size=3)
+        R = Rotation.from_rotvec(np.radians(angle_deg) * axis / np.linalg.norm(axis)).as_matrix()
+        return self.moved(R, shift * direction / np.linalg.norm(direction), centre)
 
 
 @dataclass
