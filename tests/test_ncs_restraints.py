@@ -155,3 +155,14 @@ def test_auto_rule(mode, d_min, used):
     r = Refinement(m, data, R, RefineOptions(ncs=mode))
     assert r.ncs["used"] is used and ("ncs_local" in [t.name for t in r.e_xyz.terms]) is used
     assert ("ncs_b" in [t.name for t in r.e_adp.terms]) is used
+
+
+def test_given_group_with_a_missing_chain_is_an_input_error():
+    from conftest import case_paths
+    from kickref.api import load_inputs
+    from kickref.core.errors import KickrefError
+    from kickref.refinement.protocol import Refinement, RefineOptions
+    model, R, _ = setup()
+    m, data = load_inputs(model.copy(), case_paths("1cbs")[1])
+    with pytest.raises(KickrefError, match="no polymer chain 'Z'"):
+        Refinement(m, data, R, RefineOptions(ncs="on", ncs_groups=[["A", "Z"]]))

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..core.errors import KickrefError
 from ..core.profile import phase
 from ..core.selection import select_atoms  # noqa: F401 (re-exported)
 from ..xtal.fmodel import FModel
@@ -212,7 +213,10 @@ class Refinement:
         self.ncs = {"mode": o.ncs, "used": False, "groups": []}
         if o.ncs == "off":
             return []
-        groups = groups_from_chains(self.model, o.ncs_groups) if o.ncs_groups else detect_ncs(self.model)
+        try:
+            groups = groups_from_chains(self.model, o.ncs_groups) if o.ncs_groups else detect_ncs(self.model)
+        except ValueError as e:                  # a given group names a chain the model lacks
+            raise KickrefError(str(e)) from None
         self.ncs["groups"] = [g.as_dict() for g in groups]
         for line in format_groups(groups):
             self.log(line)
