@@ -18,7 +18,8 @@
 
 Acceptance (issue 12): at 3.5 Å R-free(NCS on) ≤ R-free(off) − 0.003 and < servalcat --ncsr's;
 at 2.3 Å R-free(on) ≤ R-free(off) + 0.001; operator within 0.2° / 0.1 Å; averaged CC > plain CC.
-Results: benchmarks/results/ncs_bench.json.
+Results: benchmarks/results/ncs_bench.json, merged with the file's earlier content (rows of
+other resolutions or programs, and parts not run this time, are kept).
 
 Run: ``python benchmarks/ncs_bench.py [--resolutions 3.5[,2.3]] [--parts refine,operators,averaging]
 [--programs kickref,servalcat] [--reuse]``. Heavy: each 4iid refinement takes minutes.
@@ -221,10 +222,18 @@ def main(argv=None) -> int:
     rows = refine_part(args, peers, start, deposited) if "refine" in parts else []
     ops = operator_part(deposited) if "operators" in parts else None
     avg = averaging_part(start, deposited) if "averaging" in parts else None
+    # merged with an earlier result: rows of other resolutions/programs and parts not run are kept
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    key = lambda r: (r["d_min"], r["program"], r["setting"])
+    done = {key(r) for r in rows}
+    rows = [r for r in old.get("refinement", []) if key(r) not in done] + rows
+    rows.sort(key=key)
+    ops = ops if ops is not None else old.get("operators")
+    avg = avg if avg is not None else old.get("averaging")
     result = {"benchmark": "ncs_bench", "finished": dt.datetime.now().isoformat(timespec="seconds"),
               "machine": platform.platform(), "peers": peers.as_dict(), "start": str(start),
               "refinement": rows, "operators": ops, "averaging": avg, "checks": checks(rows, ops, avg),
-              "total_s": round(time.perf_counter() - t0, 1)}
+              "last_run_s": round(time.perf_counter() - t0, 1)}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     from kickref.io.files import json_ready
     RESULTS.write_text(json.dumps(json_ready(result), indent=1) + "\n")
