@@ -191,7 +191,7 @@ def table(rows) -> str:
     for r in rows:
         j = r.get("judge", {})
         lines.append(f" {r['d_min']:5.1f}  {r['program']:9s}  {r['setting']:8s}  {f(j.get('r_work'), '.4f')}  "
-                     f"{f(j.get('r_free'), '.4f')}  {f(j.get('rmsd_bond'), '.4f')}  {f(j.get('rmsd_angle'), '.3f')}  "
+                     f"{f(j.get('r_free'), '.4f')}  {f(j.get('bond_rmsd'), '.4f')}  {f(j.get('angle_rmsd'), '.3f')}  "
                      f"{f(j.get('xyz_rmsd'), '.3f')}  {f(r.get('copy_rmsd'), '9.3f')}  {f(r['run'].get('wall_s'), '7.0f')}")
     return "\n".join(lines)
 
