@@ -41,7 +41,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -51,11 +50,13 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
 import judge as judge_mod  # noqa: E402
 import peers as peers_mod  # noqa: E402
 import shake as shake_mod  # noqa: E402
+from kickref.xtal.ncs import cigar_pairs  # noqa: E402
 
 SHARED = (ROOT / ".." / "shared").resolve()
 DATA = SHARED / "data"
@@ -213,17 +214,7 @@ def mr_start(spec: dict) -> tuple[gemmi.Structure, dict]:
     sch, sres = _polymer_residues(search)
     scoring = gemmi.AlignmentScoring("p")
     aln = gemmi.align_string_sequences([r.name for r in sres], [r.name for r in tres], [], scoring)
-    pairs, i, j = [], 0, 0                      # (search index, target index) of aligned pairs
-    for n, op in re.findall(r"(\d+)([MID])", aln.cigar_str()):
-        n = int(n)
-        if op == "M":
-            pairs += [(i + k, j + k) for k in range(n)]
-            i += n
-            j += n
-        elif op == "I":
-            i += n
-        else:
-            j += n
+    pairs = cigar_pairs(aln.cigar_str())        # (search index, target index) of aligned pairs
     ca = [(sres[a].find_atom("CA", "*"), tres[b].find_atom("CA", "*")) for a, b in pairs]
     ok = [(a, b, p) for (a, b), p in zip(ca, pairs) if a is not None and b is not None]
     sup = gemmi.superpose_positions([b.pos for a, b, _ in ok], [a.pos for a, b, _ in ok])

@@ -22,6 +22,8 @@ BENCHES = [
     ("TLS: R-free with and without --tls chain on 1cbs and 4iid (cctbx judge)", ["tls_bench.py"]),
     ("occupancy groups: 6mw0 conformers A+B=1, kickref vs servalcat R-work", ["occupancy_bench.py"]),
     ("synthetic merohedral twins: twin vs untwinned refinement, fraction recovered", ["twin_bench.py"]),
+    ("NCS on 4iid: restraints at 3.5 Å vs servalcat --ncsr, operator refinement, averaging",
+     ["ncs_bench.py"]),
 ]
 
 

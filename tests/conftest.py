@@ -2,7 +2,10 @@
 import json
 from pathlib import Path
 
+import gemmi
+import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT / ".." / "shared"
@@ -82,3 +85,29 @@ def check_term_gradient(term, st, atoms, steps=FD_STEPS, rtol: float = 2e-4) -> 
             assert abs(an - fd) <= rtol * scale, f"{term.name} {arr}{idx}: {an} vs {fd}"
             checks += 1
     return checks
+
+
+def two_copies(rot_deg=(30.0, -20.0, 50.0), shift=(12.0, -5.0, 30.0), mutate=(), delete=()):
+    """1cbs chain A plus a copy B moved by a known (R, t): returns (Model, R, t). ``mutate``:
+    residue positions of B renamed; ``delete``: residue positions of B removed."""
+    from kickref.core.model import Model
+    from kickref.io.models import read_model
+    path, _, _ = case_paths("1cbs")
+    st = read_model(path).structure
+    st.remove_ligands_and_waters()
+    st.setup_entities()
+    R = Rotation.from_euler("xyz", rot_deg, degrees=True).as_matrix()
+    t = np.array(shift)
+    b = st[0][0].clone()
+    b.name = "B"
+    tr = gemmi.Transform(gemmi.Mat33(R.tolist()), gemmi.Vec3(*t))
+    for res in b:
+        for at in res:
+            at.pos = gemmi.Position(tr.apply(at.pos))
+    for k in mutate:
+        b[k].name = "ALA" if b[k].name != "ALA" else "GLY"
+    for k in sorted(delete, reverse=True):
+        del b[k]
+    st[0].add_chain(b)
+    st.setup_entities()
+    return Model.from_structure(st), R, t

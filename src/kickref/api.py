@@ -232,8 +232,10 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     Other keyword options are those of :class:`kickref.refinement.protocol.RefineOptions`
     (target, cycles, bond_rmsd, weight, weight_every, rephase_every, adp, refine_occupancy,
     occupancy_groups/_complete/_incomplete, tls ('chain', 'auto' or selections), tls_steps,
-    fix_xyz, fix_b, selection, seed, ...). ``log``: callable receiving log lines (the data
-    columns used among them). ``progress(n_eval, cycle)``: called after each energy evaluation
+    fix_xyz, fix_b, selection, seed, ncs, ...); ``ncs``: 'auto' | 'on' | 'off' (NCS restraints;
+    auto: on when NCS groups are found and d_min ≥ 3 Å), ``ncs_groups``: given groups instead of
+    detection ('A,B;C,D', a JSON file or chain lists; see :func:`ncs_chain_groups`).
+    ``log``: callable receiving log lines (the data columns used among them). ``progress(n_eval, cycle)``: called after each energy evaluation
     with the evaluations so far and the macro-cycle under way (0 before the first).
     ``stop``: a :class:`kickref.refinement.minimize.StopFlag` to end the run early.
 
@@ -262,6 +264,8 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
         say(data_columns(data))
         for line in restraints.log:
             say(line)
+        if options.get("ncs_groups") is not None:
+            options["ncs_groups"] = ncs_chain_groups(options["ncs_groups"])
         opts = RefineOptions(**options)
         r = Refinement(model, data, restraints, opts, log=say, progress=progress)
     if stop is not None:
@@ -437,3 +441,89 @@ def density_combination(model, map_path=None, data=None, *, map_coeffs=None, hl=
                                    **({"combination": "phase", "hl": hl_coeffs, "target": target,
                                          "calibrate_hl": calibrate_hl}
                                       if combination == "phase" else {}))
+
+
+def ncs_chain_groups(spec) -> list | None:
+    """Chain lists [[ref, copy, ...], ...] from an NCS group spec: None (detect), a string
+    'A,B;C,D', a path to a JSON file (:func:`kickref.io.ncs.read_ncs_groups`), or chain lists."""
+    from pathlib import Path
+    from .io.ncs import read_ncs_groups
+    from .xtal.ncs import parse_group_spec
+    if spec is None or isinstance(spec, list):
+        return spec
+    spec = str(spec)
+    if spec.lower().endswith(".json") or Path(spec).is_file():
+        return read_ncs_groups(spec)
+    try:
+        return parse_group_spec(spec)
+    except ValueError as e:
+        raise KickrefError(str(e)) from None
+
+
+def ncs_groups(model, groups=None, **detect_options) -> list:
+    """NCS groups of ``model`` (a Model or a path): detected from its polymer chains
+    (:func:`kickref.xtal.ncs.detect_ncs`) or built for ``groups`` (see :func:`ncs_chain_groups`).
+    Returns a list of :class:`~kickref.xtal.ncs.NcsGroup` (empty: no NCS)."""
+    from .xtal.ncs import detect_ncs, groups_from_chains
+    if not isinstance(model, Model):
+        model = read_model(model)
+    chains = ncs_chain_groups(groups)
+    if chains is None:
+        return detect_ncs(model, **detect_options)
+    try:
+        return groups_from_chains(model, chains)
+    except ValueError as e:
+        raise KickrefError(str(e)) from None
+
+
+@dataclass
+class NcsAverageResult:
+    """:func:`ncs_average`: the averaged map (a full-cell
+    :class:`~kickref.xtal.density_map.DensityMap`), with data its map coefficients (FWT/PHWT
+    replaced by the averaged map's Fourier coefficients), the groups with their (refined)
+    operators, the operator reports and the averaging statistics."""
+    map: object
+    map_coefficients: object
+    groups: list
+    operators: list
+    stats: dict
+
+    def as_dict(self) -> dict:
+        return {"groups": [g.as_dict() for g in self.groups], "operator_optimization": self.operators,
+                "averaging": self.stats}
+
+
+def ncs_average(model, data=None, *, map_path=None, map_coeffs=None, groups=None, mask_radius: float = 3.0,
+                optimize: bool = True, overlap: str = "nearest", outside: str = "keep", **load_options):
+    """NCS-averaged map of ``map_path`` / ``map_coeffs=(FILE, F, PHI)`` or, with ``data``, of the
+    σA 2mFo−DFc map of ``model``. The operators of the NCS groups (``groups`` as for
+    :func:`ncs_groups`) are first refined against the map (``optimize``, MAIN's mandatory step;
+    :mod:`kickref.refinement.ncs_operators`), then the map is averaged with labelled masks
+    (:mod:`kickref.refinement.ncs_averaging`). Returns a :class:`NcsAverageResult`."""
+    import dataclasses
+    from .refinement.ncs_averaging import average_map
+    from .refinement.ncs_operators import optimize_operators
+    from .xtal.density_map import density_map_from_coefficients
+    from .xtal.fourier import grid_to_coefficients
+    mc = None
+    if data is not None:
+        model, data = load_inputs(model, data, **load_options)
+        mc = compute_maps(model, data).map_coefficients
+        dmap = density_map_from_coefficients(mc.cell, mc.spacegroup, mc.hkl, mc.fwt, source="2mFo-DFc")
+    else:
+        if not isinstance(model, Model):
+            model = read_model(model)
+        if not (map_path or map_coeffs):
+            raise KickrefError("NCS averaging needs a map (map_path, map_coeffs) or data")
+        dmap = _load_map(map_path, map_coeffs, model)
+    grp = ncs_groups(model, groups)
+    if not grp:
+        raise KickrefError(f"{model.path or 'model'}: no NCS groups to average over")
+    reports = []
+    if optimize:
+        grp, reports = optimize_operators(dmap, model.xyz, grp, mask_radius)
+    avg = average_map(dmap, model.xyz, grp, mask_radius, overlap, outside)
+    if mc is not None:
+        mc = dataclasses.replace(mc, fwt=grid_to_coefficients(avg.map.grid, mc.cell, mc.hkl),
+                                 info={**mc.info, "ncs_averaged": True})
+    return NcsAverageResult(avg.map, mc, grp, reports, avg.stats)

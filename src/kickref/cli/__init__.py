@@ -12,7 +12,7 @@ import sys
 
 from ..core.errors import KickrefError
 
-SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine", "macro", "batch"]
+SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine", "macro", "ncs", "batch"]
 
 
 class Parser(argparse.ArgumentParser):

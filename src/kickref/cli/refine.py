@@ -10,7 +10,7 @@ from ..io.files import write_text_atomic
 from ..io.maps import combined_phase_columns, write_map_coefficients
 from ..io.outputs import OutputSet, lock_path, output_paths
 from ..refinement.minimize import StopFlag
-from ..refinement.protocol import RefineOptions
+from ..refinement.protocol import NCS_AUTO_D_MIN, RefineOptions
 from ..refinement.weighting import BOND_RMSD_ATOMIC, BOND_RMSD_MAP, BOND_RMSD_REFINE
 from ..api import fmt_r
 from .common import (add_input_arguments, add_scaling_arguments, count, input_paths, integer,
@@ -76,6 +76,16 @@ def add_parser(sub):
     g.add_argument("--overall-b", choices=["atoms", "scale"], default="atoms" if D.overall_b_to_atoms else "scale",
                    help="atoms (default): at each full re-phase the isotropic B of the overall scale moves "
                         "into the atoms' B (F_model unchanged); scale: it stays in the scale")
+    g = p.add_argument_group("NCS (non-crystallographic symmetry)")
+    g.add_argument("--ncs", choices=["auto", "on", "off"], default=D.ncs,
+                   help="local NCS distance and NCS B restraints between copies found by 'kickref ncs'; "
+                        f"auto (default): on when NCS groups are found and d_min >= {NCS_AUTO_D_MIN} Å")
+    g.add_argument("--ncs-groups", metavar="'A,B;C,D'|FILE.json",
+                   help="NCS groups (first chain of each: the reference) instead of detection")
+    g.add_argument("--ncs-sigma", type=positive, default=D.ncs_sigma, metavar="Å",
+                   help=f"sigma of local NCS distance differences, > 0 (default {D.ncs_sigma})")
+    g.add_argument("--ncs-b-sigma", type=positive, default=D.ncs_b_sigma, metavar="Å²",
+                   help=f"sigma of NCS B differences after the per-copy offset, > 0 (default {D.ncs_b_sigma})")
     g = p.add_argument_group("what is refined")
     g.add_argument("--adp", choices=["auto", "keep", "iso", "aniso"], default=D.adp,
                    help="ADP model: keep each atom's kind, all isotropic, all anisotropic, or auto "

@@ -172,6 +172,7 @@ def summary_dict(result, inputs: dict | None = None, profile: dict | None = None
         "maps": getattr(result.map_coefficients, "info", None),
         "tls": getattr(result.model, "meta", {}).get("tls"),   # TLS groups (T Å², L deg², S Å·deg)
         "twin": s.get("twin"),
+        "ncs": getattr(result, "ncs", None),
     })
 
 

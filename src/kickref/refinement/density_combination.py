@@ -88,9 +88,12 @@ from .weighting import (BOND_RMSD_MAP, BondWeight, heavy_rmsd, initial_weight, m
 
 # ------------------------------------------------------------------------------- masks
 @nb.njit(cache=True)
-def _mark_spheres(mask, frac, radius, orth, ext):
-    """Set mask points within ``radius`` (Å) of the fractional centres ``frac`` (periodic)."""
-    n0, n1, n2 = mask.shape
+def _label_spheres(best, dist2, overlap, frac, code, radius, orth, ext, nearest):
+    """For each grid point within ``radius`` (Å) of the fractional centres ``frac`` (periodic):
+    ``best`` = index of the nearest centre (``nearest``; else of the first that reaches it),
+    ``dist2`` its squared distance (Å²); ``overlap`` set where centres of two different ``code``
+    values reach the point (``nearest`` only)."""
+    n0, n1, n2 = best.shape
     r2 = radius * radius
     for a in range(frac.shape[0]):
         c0 = frac[a, 0] * n0
@@ -108,15 +111,32 @@ def _mark_spheres(mask, frac, radius, orth, ext):
                     d0 = x0 + orth[0, 2] * f2
                     d1 = x1 + orth[1, 2] * f2
                     d2 = x2 + orth[2, 2] * f2
-                    if d0 * d0 + d1 * d1 + d2 * d2 <= r2:
-                        mask[i % n0, j % n1, k % n2] = True
+                    r = d0 * d0 + d1 * d1 + d2 * d2
+                    if r <= r2:
+                        p, q, s = i % n0, j % n1, k % n2
+                        b = best[p, q, s]
+                        if not nearest:
+                            if b < 0:
+                                best[p, q, s] = a
+                            continue
+                        if b >= 0 and code[b] != code[a]:
+                            overlap[p, q, s] = True
+                        if b < 0 or r < dist2[p, q, s]:
+                            best[p, q, s] = a
+                            dist2[p, q, s] = r
 
 
-def sphere_mask(shape, cell, spacegroup, xyz, radius: float) -> np.ndarray:
-    """Boolean full-cell grid: points within ``radius`` Å of any atom or symmetry mate."""
-    mask = np.zeros(tuple(shape), dtype=np.bool_)
+def labelled_sphere_mask(shape, cell, spacegroup, xyz, radius: float, code=None):
+    """Full-cell labelling by the nearest atom image within ``radius`` Å (symmetry mates
+    included). Returns (nearest, overlap): ``nearest`` int32 grid, −1 outside, else the index
+    op·n + atom of the image (op: index into :func:`~kickref.xtal.structure_factors.ops_arrays`,
+    n = len(xyz)); ``overlap`` bool grid, where images of different ``code`` (per atom and op,
+    shape (n_ops, n)) reach the point. Without ``code`` the index is of any image within reach
+    (cheaper) and ``overlap`` stays False."""
+    best = np.full(tuple(shape), -1, dtype=np.int32)
+    overlap = np.zeros(tuple(shape), dtype=np.bool_)
     if len(xyz) == 0 or radius <= 0:
-        return mask
+        return best, overlap
     frac_m = np.array(cell.frac.mat.tolist())
     orth = np.array(cell.orth.mat.tolist())
     R, t = ops_arrays(spacegroup)
@@ -125,8 +145,16 @@ def sphere_mask(shape, cell, spacegroup, xyz, radius: float) -> np.ndarray:
     mates -= np.floor(mates)
     recip_len = np.sqrt((frac_m ** 2).sum(axis=1))
     ext = radius * recip_len * np.asarray(shape, dtype=np.float64)
-    _mark_spheres(mask, np.ascontiguousarray(mates), float(radius), orth, ext)
-    return mask
+    nearest = code is not None
+    code = np.asarray(code, np.int64).reshape(-1) if nearest else np.zeros(1, np.int64)
+    dist2 = np.zeros(tuple(shape) if nearest else (1, 1, 1), np.float32)
+    _label_spheres(best, dist2, overlap, np.ascontiguousarray(mates), code, float(radius), orth, ext, nearest)
+    return best, overlap
+
+
+def sphere_mask(shape, cell, spacegroup, xyz, radius: float) -> np.ndarray:
+    """Boolean full-cell grid: points within ``radius`` Å of any atom or symmetry mate."""
+    return labelled_sphere_mask(shape, cell, spacegroup, xyz, radius)[0] >= 0
 
 
 # ---------------------------------------------------------------------- combination

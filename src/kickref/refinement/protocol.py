@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from ..core.errors import KickrefError
 from ..core.profile import phase
 from ..core.selection import select_atoms  # noqa: F401 (re-exported)
 from ..xtal.fmodel import FModel
@@ -94,9 +95,17 @@ class RefineOptions:
     twin: str | None = None            # 'auto': twin laws from the lattice, fractions refined, laws
                                        # below 0.03 dropped (refinement.twinning); None: untwinned
     twin_laws: tuple = ()              # forced twin laws in h,k,l ("k,h,-l"); implies twinning
+    ncs: str = "auto"                  # NCS restraints (ncs_local, ncs_b): on | off | auto (on when
+                                       # NCS groups are found and d_min ≥ NCS_AUTO_D_MIN)
+    ncs_groups: object = None          # chain lists [["A", "B"], ...] (first: reference); None: detect
+    ncs_sigma: float = 0.224           # Å, σ of the local NCS distance differences
+    ncs_b_sigma: float = 5.0           # Å², σ of the NCS B differences (after the per-copy offset)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+NCS_AUTO_D_MIN = 3.0     # Å: --ncs auto restrains NCS copies from this resolution on (see the README)
 
 
 @dataclass
@@ -129,6 +138,7 @@ class RefinementResult:
     timings: dict = field(default_factory=dict)
     log: list = field(default_factory=list)
     profile: object = None             # kickref.core.profile.Profile of the run (api.refine)
+    ncs: dict = None                   # NCS groups and whether/how they were restrained
 
     @property
     def r_work(self):
@@ -188,6 +198,7 @@ class Refinement:
             if t.name in o.term_scales:
                 t.scale = float(o.term_scales[t.name])
                 t.enabled = t.scale != 0.0
+        terms += self._ncs_terms(restraints, data)
         self.geometry_terms = [t for t in terms if t.kind == "geometry"]
         self.adp_terms = [t for t in terms if t.kind == "adp"]
         self.e_xyz = Energy([data_term] + self.geometry_terms, weights={"xray": 1.0})
@@ -242,6 +253,53 @@ class Refinement:
         return CombinedParameters([self.p_adp, self.p_res])
 
     # ----------------------------------------------------------------- setup
+    def _ncs_terms(self, restraints, data) -> list:
+        """NCS groups (given or detected) and, when NCS is on, their restraint terms; sets
+        :attr:`ncs` (the summary's ``ncs`` entry) and :attr:`ncs_restraints`."""
+        from ..restraints.ncs import ncs_terms
+        from ..xtal.ncs import detect_ncs, format_groups, groups_from_chains
+        o = self.options
+        self.ncs_restraints = []
+        if o.ncs not in ("auto", "on", "off"):
+            raise ValueError(f"ncs must be auto, on or off, not {o.ncs!r}")
+        self.ncs = {"mode": o.ncs, "used": False, "groups": []}
+        if o.ncs == "off":
+            return []
+        try:
+            groups = groups_from_chains(self.model, o.ncs_groups) if o.ncs_groups else detect_ncs(self.model)
+        except ValueError as e:                  # a given group names a chain the model lacks
+            raise KickrefError(str(e)) from None
+        self.ncs["groups"] = [g.as_dict() for g in groups]
+        for line in format_groups(groups):
+            self.log(line)
+        use = bool(groups) and (o.ncs == "on" or data.d_min >= NCS_AUTO_D_MIN)
+        self.ncs["used"] = use
+        if not use:
+            if groups:
+                self.log(f"NCS restraints off (--ncs auto: d_min {data.d_min:.2f} Å < {NCS_AUTO_D_MIN} Å)")
+            return []
+        self.ncs_restraints = list(ncs_terms(groups, restraints, self.state, o.ncs_sigma, o.ncs_b_sigma))
+        for t in self.ncs_restraints:
+            if t.name in o.term_scales:
+                t.scale = float(o.term_scales[t.name])
+                t.enabled = t.scale != 0.0
+        self.log(f"NCS restraints on: {len(self.ncs_restraints[0])} local distance pairs "
+                 f"(σ {o.ncs_sigma} Å), {len(self.ncs_restraints[1])} B pairs (σ {o.ncs_b_sigma} Å²)")
+        return self.ncs_restraints
+
+    def update_ncs(self):
+        """Rebuild the local NCS pair list and the B offsets for the current model; log them."""
+        if not self.ncs_restraints:
+            return
+        local, b = self.ncs_restraints
+        local.update(self.state.xyz)
+        b.update(self.state)
+        st = local.statistics(self.state)
+        self.ncs["local"] = st
+        self.ncs["b_offsets"] = b.offsets.tolist()
+        self.log(f"NCS: {st['n_pairs']} pairs, RMS Δd {st['rms_delta']:.3f} Å, {st['n_outliers']} beyond 3σ; "
+                 f"B offsets {' '.join(f'{v:.1f}' for v in b.offsets)} Å²")
+
     def _apply_adp_mode(self, mode):
         m = self.model
         if mode == "auto":
@@ -275,6 +333,8 @@ class Refinement:
         fm.update_all(self.state, mask=full, scale=True, full=full)
         if full and self.options.overall_b_to_atoms:
             self.overall_b_to_atoms()
+        if full and self.cycles:
+            self.update_ncs()
         if self.xray.uses_sigmaa:
             prev = None if full else getattr(self, "sigmaa", None)
             if self.use_free_kick:
@@ -541,7 +601,8 @@ class Refinement:
             b, a, geo = self.geometry_rmsd()
             stats["rmsd_bond"], stats["rmsd_angle"] = b, a
             mc = compute_map_coefficients(self.fmodel, self.state)
-        return RefinementResult(m, self.cycles, self.options, stats, geo, mc, bool(self.stop), timings)
+        return RefinementResult(m, self.cycles, self.options, stats, geo, mc, bool(self.stop), timings,
+                                ncs=self.ncs)
 
 
 def format_header() -> str:

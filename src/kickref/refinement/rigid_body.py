@@ -16,7 +16,8 @@ from .minimize import StopFlag
 _H = 1e-6          # rad, step of the central difference of R(ω) (a 3×3 matrix: error ~1e-12)
 
 
-def _rotation_derivatives(w: np.ndarray) -> list:
+def rotation_derivatives(w: np.ndarray) -> list:
+    """[∂R/∂ω_k for k = 0, 1, 2] of the rotation matrix R(ω) of the rotation vector ω (radians)."""
     out = []
     for k in range(3):
         e = np.zeros(3)
@@ -52,7 +53,7 @@ def minimize_rigid_body(energy, state, body, steps: int = 50, stop=None) -> dict
         gi = g.xyz[idx]
         grad = np.empty(6)
         grad[3:] = gi.sum(axis=0)
-        for k, dr in enumerate(_rotation_derivatives(p[:3])):
+        for k, dr in enumerate(rotation_derivatives(p[:3])):
             grad[k] = float(np.sum(gi * (d @ dr.T)))
         return e, grad
 

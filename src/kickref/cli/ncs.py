@@ -1,0 +1,86 @@
+"""``kickref ncs MODEL [DATA]``: the NCS groups of a model (chains, operators, RMSD, identity);
+with ``--average PREFIX`` the NCS-averaged map (operators refined against the map first)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .. import api
+from ..core.errors import KickrefError
+from ..io.files import check_output_paths, json_ready, write_text_atomic
+from ..io.maps import write_ccp4_map, write_map_coefficients
+from ..xtal.ncs import format_groups
+from .common import map_coeffs_arg, parse_map_coefficients_argument, positive
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "ncs", help="NCS groups of a model: equivalent chains and their operators",
+        description="Groups of equivalent polymer chains found by sequence alignment and superposition "
+                    "(gemmi), or built for --ncs-groups; per copy: aligned residues, identity, main-chain "
+                    "RMSD, mean local RMS (5-residue windows) and the operator reference -> copy.")
+    p.add_argument("model", help="coordinate file (PDB or mmCIF, may be gzipped)")
+    p.add_argument("--ncs-groups", metavar="'A,B;C,D'|FILE.json",
+                   help="given groups (first chain of each: the reference) instead of detection")
+    p.add_argument("--json", metavar="FILE", help="also write the groups as JSON ('-': stdout)")
+    g = p.add_argument_group("density averaging")
+    g.add_argument("data", nargs="?", help="reflections: average the sigmaA 2mFo-DFc map of MODEL")
+    g.add_argument("--map", metavar="FILE", help="CCP4/MRC map to average instead")
+    g.add_argument("--map-coeffs", metavar="FILE:F,PHI", type=map_coeffs_arg, help="map coefficients to average instead")
+    g.add_argument("--average", metavar="PREFIX",
+                   help="write the NCS-averaged map: PREFIX.ccp4 (whole cell) and, with DATA, PREFIX.mtz "
+                        "(FWT/PHWT: averaged; the other columns as 'kickref maps')")
+    g.add_argument("--mask-radius", type=positive, default=3.0, metavar="Å",
+                   help="radius of each copy's mask around its atoms, > 0 (default 3)")
+    g.add_argument("--overlap", choices=["nearest", "exclude"], default="nearest",
+                   help="mask points claimed by two copies: to the nearest atom's copy (default) or not averaged")
+    g.add_argument("--flatten", action="store_true", help="set points outside every mask to their mean")
+    g.add_argument("--no-optimize", dest="optimize", action="store_false",
+                   help="average with the superposition operators (default: refine them against the map first)")
+    return p
+
+
+def run(args) -> int:
+    inputs = [args.model, args.data, args.map, args.map_coeffs and args.map_coeffs.rpartition(":")[0]]
+    outputs = [args.json] if args.json and args.json != "-" else []
+    if args.average:
+        outputs += [f"{args.average}.ccp4"] + ([f"{args.average}.mtz"] if args.data else [])
+    elif args.data or args.map or args.map_coeffs:
+        raise KickrefError("DATA, --map and --map-coeffs are for --average PREFIX")
+    check_output_paths(outputs, [p for p in inputs if p])
+    out = sys.stderr if args.json == "-" else sys.stdout
+    summary = {"model": args.model}
+    if args.average:
+        map_coeffs = parse_map_coefficients_argument(args.map_coeffs) if args.map_coeffs else None
+        res = api.ncs_average(args.model, args.data, map_path=args.map, map_coeffs=map_coeffs,
+                              groups=args.ncs_groups, mask_radius=args.mask_radius, optimize=args.optimize,
+                              overlap=args.overlap, outside="flatten" if args.flatten else "keep")
+        groups = res.groups
+        summary.update(res.as_dict())
+    else:
+        groups = api.ncs_groups(args.model, args.ncs_groups)
+    for line in format_groups(groups):
+        print(line, file=out)
+    if args.average:
+        for r in res.operators:
+            print(f"operator {groups[r['group']].chains[0]} -> {r['chain']}: CC {r['cc_start']:.4f} -> "
+                  f"{r['cc_end']:.4f}, rotation change {r['rotation_change_deg']:.3f}°, shift "
+                  f"{r['translation_change']:.3f} Å ({r['n_points']} points)", file=out)
+        s = res.stats
+        print(f"averaged: mask {100 * s['mask_fraction']:.1f}% of the cell, overlaps "
+              f"{100 * s['overlap_fraction']:.2f}%; NCS CC " + "; ".join(
+                  " ".join(f"{v:.3f}" for v in g["ncs_cc"][1:]) for g in s["groups"]), file=out)
+        written = [write_ccp4_map(res.map, f"{args.average}.ccp4")]
+        if res.map_coefficients is not None:
+            write_map_coefficients(res.map_coefficients, f"{args.average}.mtz")
+            written.append(f"{args.average}.mtz")
+        print("wrote " + ", ".join(written), file=out)
+    else:
+        summary["groups"] = [g.as_dict() for g in groups]
+    if args.json:
+        text = json.dumps(json_ready(summary), indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            write_text_atomic(args.json, text + "\n")
+    return 0
