@@ -13,6 +13,8 @@ BENCHES = [
     ("refinement time and memory per phase (profile)", ["profile_bench.py"]),
     ("kick refinement vs plain refinement from 0.8 Å-shaken starts", ["kick_bench.py"]),
     ("figure: kick map next to the plain 2mFo-DFc map (1cbs)", ["kick_map_figure.py"]),
+    ("model bias: averaged kick maps vs the plain σA map from a model with deliberate errors (1cbs)",
+     ["kick_map_bias.py"]),
     ("partial model in experimental (Xe-SAD) phases: density combination vs refine (gamma)",
      ["gamma_partial.py"]),
     ("far starts (MR-like 4hg7 from 4qo4; 1cbs, 3zt9 with local-minimum errors): build + R",
