@@ -180,7 +180,8 @@ def main(argv=None) -> int:
             data = judge_mod.plain_copy(e.data, WORK / "judge" / e.name, stem=f"{e.name}-data")
 
             def judged(model, tag, _e=e, _data=data):
-                j = judge_mod.judge(model, _data, monlib_dir=rb.MONLIB, mvd_exe=mvd,
+                j = judge_mod.judge(model, _data, monlib_dir=rb.MONLIB,
+                                    mvd_exe=None if _e.name in rb.OWN_JUDGE else mvd,
                                     work_dir=WORK / "judge" / _e.name / tag, cctbx_args=CCTBX_ARGS.get(_e.name, []))
                 return j.get("r_free"), j
             default_files = s["candidates"].get(candidates[0].name, {}).get("files") or {}
