@@ -13,6 +13,7 @@ Interrupting (Ctrl-C, or ``stop.set()``) ends the run after the current step wit
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -82,16 +83,13 @@ class RefineOptions:
     overall_b_to_atoms: bool = True    # at each full re-phase move the isotropic part of the
                                        # scale's anisotropic B into the atoms' B (and B_sol)
     ncs: str = "auto"                  # NCS restraints (ncs_local, ncs_b): on | off | auto (on when
-                                       # NCS groups are found and d_min ≥ NCS_AUTO_D_MIN)
+                                       # NCS groups are found: measured on 4iid, see the README)
     ncs_groups: object = None          # chain lists [["A", "B"], ...] (first: reference); None: detect
     ncs_sigma: float = 0.224           # Å, σ of the local NCS distance differences
     ncs_b_sigma: float = 5.0           # Å², σ of the NCS B differences (after the per-copy offset)
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-NCS_AUTO_D_MIN = 3.0     # Å: --ncs auto restrains NCS copies from this resolution on (see the README)
 
 
 @dataclass
@@ -175,7 +173,7 @@ class Refinement:
             if t.name in o.term_scales:
                 t.scale = float(o.term_scales[t.name])
                 t.enabled = t.scale != 0.0
-        terms += self._ncs_terms(restraints, data)
+        terms += self._ncs_terms(restraints)
         self.geometry_terms = [t for t in terms if t.kind == "geometry"]
         self.adp_terms = [t for t in terms if t.kind == "adp"]
         self.e_xyz = Energy([data_term] + self.geometry_terms, weights={"xray": 1.0})
@@ -201,8 +199,9 @@ class Refinement:
         self.p_occ = Parameters("occ", self.state, self.movable, hp, occupancy_groups=self.occ_groups)
 
     # ----------------------------------------------------------------- setup
-    def _ncs_terms(self, restraints, data) -> list:
-        """NCS groups (given or detected) and, when NCS is on, their restraint terms; sets
+    def _ncs_terms(self, restraints) -> list:
+        """NCS groups (given or detected) and, when there are any, their restraint terms
+        (``ncs`` auto or on: the same, 'on' warns when there is nothing to restrain); sets
         :attr:`ncs` (the summary's ``ncs`` entry) and :attr:`ncs_restraints`."""
         from ..restraints.ncs import ncs_terms
         from ..xtal.ncs import detect_ncs, format_groups, groups_from_chains
@@ -220,11 +219,10 @@ class Refinement:
         self.ncs["groups"] = [g.as_dict() for g in groups]
         for line in format_groups(groups):
             self.log(line)
-        use = bool(groups) and (o.ncs == "on" or data.d_min >= NCS_AUTO_D_MIN)
-        self.ncs["used"] = use
-        if not use:
-            if groups:
-                self.log(f"NCS restraints off (--ncs auto: d_min {data.d_min:.2f} Å < {NCS_AUTO_D_MIN} Å)")
+        self.ncs["used"] = bool(groups)
+        if not groups:
+            if o.ncs == "on":
+                warnings.warn("--ncs on: no NCS groups found (nothing to restrain)", stacklevel=2)
             return []
         self.ncs_restraints = list(ncs_terms(groups, restraints, self.state, o.ncs_sigma, o.ncs_b_sigma))
         for t in self.ncs_restraints:
