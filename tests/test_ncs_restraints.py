@@ -5,6 +5,7 @@ from scipy.spatial.transform import Rotation
 
 from conftest import MONOMERS, need_shared, two_copies
 from kickref.core.state import AtomState
+from kickref.io.models import read_model
 from kickref.restraints import build_restraints
 from kickref.restraints.ncs import LocalNcsTerm, NcsBTerm, ncs_terms
 from kickref.xtal.ncs import detect_ncs
@@ -144,15 +145,24 @@ def test_refine_wires_the_terms_and_reports_them():
     assert ncs["local"]["n_pairs"] > 1000 and len(ncs["b_offsets"]) == 1
 
 
-@pytest.mark.parametrize("mode, d_min, used", [("auto", 1.8, False), ("auto", 3.2, True), ("off", 3.2, False)])
-def test_auto_rule(mode, d_min, used):
+@pytest.mark.parametrize("mode, copies, used", [("auto", 2, True), ("auto", 1, False), ("off", 2, False),
+                                               ("on", 1, False)])
+def test_auto_rule(mode, copies, used):
+    """auto: restrained whenever NCS groups are found (measured on 4iid at 3.5 and 2.3 Å)."""
+    import warnings
     from conftest import case_paths
     from kickref.api import load_inputs
     from kickref.refinement.protocol import Refinement, RefineOptions
     model, R, groups = setup()
-    _, path, _ = case_paths("1cbs")
-    m, data = load_inputs(model.copy(), path, d_min=d_min)
-    r = Refinement(m, data, R, RefineOptions(ncs=mode))
+    path, data_path, _ = case_paths("1cbs")
+    if copies == 1:
+        model = read_model(path)
+        R = build_restraints(model, monlib_dir=MONOMERS)
+    m, data = load_inputs(model.copy(), data_path)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        r = Refinement(m, data, R, RefineOptions(ncs=mode))
+    assert any("no NCS groups" in str(x.message) for x in w) is (mode == "on")
     assert r.ncs["used"] is used and ("ncs_local" in [t.name for t in r.e_xyz.terms]) is used
     assert ("ncs_b" in [t.name for t in r.e_adp.terms]) is used
 

@@ -233,7 +233,7 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     (target, cycles, bond_rmsd, weight, weight_every, rephase_every, adp, refine_occupancy,
     occupancy_groups/_complete/_incomplete, tls ('chain', 'auto' or selections), tls_steps,
     fix_xyz, fix_b, selection, seed, ncs, ...); ``ncs``: 'auto' | 'on' | 'off' (NCS restraints;
-    auto: on when NCS groups are found and d_min ≥ 3 Å), ``ncs_groups``: given groups instead of
+    auto: on when NCS groups are found, as 'on'), ``ncs_groups``: given groups instead of
     detection ('A,B;C,D', a JSON file or chain lists; see :func:`ncs_chain_groups`).
     ``log``: callable receiving log lines (the data columns used among them). ``progress(n_eval, cycle)``: called after each energy evaluation
     with the evaluations so far and the macro-cycle under way (0 before the first).
@@ -494,14 +494,18 @@ class NcsAverageResult:
 
 
 def ncs_average(model, data=None, *, map_path=None, map_coeffs=None, groups=None, mask_radius: float = 3.0,
-                optimize: bool = True, overlap: str = "nearest", outside: str = "keep", **load_options):
+                optimize: bool = True, overlap: str = "nearest", outside: str | None = None, cycles: int = 0,
+                **load_options):
     """NCS-averaged map of ``map_path`` / ``map_coeffs=(FILE, F, PHI)`` or, with ``data``, of the
     σA 2mFo−DFc map of ``model``. The operators of the NCS groups (``groups`` as for
     :func:`ncs_groups`) are first refined against the map (``optimize``, MAIN's mandatory step;
     :mod:`kickref.refinement.ncs_operators`), then the map is averaged with labelled masks
-    (:mod:`kickref.refinement.ncs_averaging`). Returns a :class:`NcsAverageResult`."""
+    (:mod:`kickref.refinement.ncs_averaging`); with data and ``cycles`` > 0, by cyclic averaging
+    against |Fobs| (:func:`~kickref.refinement.ncs_averaging.cyclic_average`). ``outside`` the
+    masks: 'keep' (default for one averaging) or 'flatten' (default for cyclic averaging).
+    Returns a :class:`NcsAverageResult`."""
     import dataclasses
-    from .refinement.ncs_averaging import average_map
+    from .refinement.ncs_averaging import average_map, cyclic_average
     from .refinement.ncs_operators import optimize_operators
     from .xtal.density_map import density_map_from_coefficients
     from .xtal.fourier import grid_to_coefficients
@@ -522,7 +526,13 @@ def ncs_average(model, data=None, *, map_path=None, map_coeffs=None, groups=None
     reports = []
     if optimize:
         grp, reports = optimize_operators(dmap, model.xyz, grp, mask_radius)
-    avg = average_map(dmap, model.xyz, grp, mask_radius, overlap, outside)
+    if cycles and mc is None:
+        raise KickrefError("cyclic NCS averaging needs data (observed amplitudes)")
+    if cycles:
+        avg = cyclic_average(dmap, model.xyz, grp, mc.hkl, mc.f_obs, cycles, mask_radius=mask_radius,
+                             overlap=overlap, outside=outside or "flatten")
+    else:
+        avg = average_map(dmap, model.xyz, grp, mask_radius, overlap, outside or "keep")
     if mc is not None:
         mc = dataclasses.replace(mc, fwt=grid_to_coefficients(avg.map.grid, mc.cell, mc.hkl),
                                  info={**mc.info, "ncs_averaged": True})

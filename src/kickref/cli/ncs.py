@@ -10,7 +10,7 @@ from ..core.errors import KickrefError
 from ..io.files import check_output_paths, json_ready, write_text_atomic
 from ..io.maps import write_ccp4_map, write_map_coefficients
 from ..xtal.ncs import format_groups
-from .common import map_coeffs_arg, parse_map_coefficients_argument, positive
+from .common import integer, map_coeffs_arg, parse_map_coefficients_argument, positive
 
 
 def add_parser(subparsers):
@@ -34,7 +34,11 @@ def add_parser(subparsers):
                    help="radius of each copy's mask around its atoms, > 0 (default 3)")
     g.add_argument("--overlap", choices=["nearest", "exclude"], default="nearest",
                    help="mask points claimed by two copies: to the nearest atom's copy (default) or not averaged")
-    g.add_argument("--flatten", action="store_true", help="set points outside every mask to their mean")
+    g.add_argument("--flatten", action="store_true",
+                   help="set points outside every mask to their mean (always with --cycles)")
+    g.add_argument("--cycles", type=integer(0), default=0, metavar="N",
+                   help="with DATA: N cycles of averaging, Fourier transform, |Fobs| with the averaged "
+                        "phases, solvent flattening (MAIN's cyclic averaging; default 0: average once)")
     g.add_argument("--no-optimize", dest="optimize", action="store_false",
                    help="average with the superposition operators (default: refine them against the map first)")
     return p
@@ -54,7 +58,8 @@ def run(args) -> int:
         map_coeffs = parse_map_coefficients_argument(args.map_coeffs) if args.map_coeffs else None
         res = api.ncs_average(args.model, args.data, map_path=args.map, map_coeffs=map_coeffs,
                               groups=args.ncs_groups, mask_radius=args.mask_radius, optimize=args.optimize,
-                              overlap=args.overlap, outside="flatten" if args.flatten else "keep")
+                              overlap=args.overlap, outside="flatten" if args.flatten or args.cycles else "keep",
+                              cycles=args.cycles)
         groups = res.groups
         summary.update(res.as_dict())
     else:
@@ -70,6 +75,8 @@ def run(args) -> int:
         print(f"averaged: mask {100 * s['mask_fraction']:.1f}% of the cell, overlaps "
               f"{100 * s['overlap_fraction']:.2f}%; NCS CC " + "; ".join(
                   " ".join(f"{v:.3f}" for v in g["ncs_cc"][1:]) for g in s["groups"]), file=out)
+        for c in s.get("cycles", []):
+            print(f"cycle {c['cycle']}: averaging R {c['r_averaging']:.4f}", file=out)
         written = [write_ccp4_map(res.map, f"{args.average}.ccp4")]
         if res.map_coefficients is not None:
             write_map_coefficients(res.map_coefficients, f"{args.average}.mtz")

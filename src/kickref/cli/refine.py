@@ -10,7 +10,7 @@ from ..io.files import write_text_atomic
 from ..io.maps import combined_phase_columns, write_map_coefficients
 from ..io.outputs import OutputSet, lock_path, output_paths
 from ..refinement.minimize import StopFlag
-from ..refinement.protocol import NCS_AUTO_D_MIN, RefineOptions
+from ..refinement.protocol import RefineOptions
 from ..refinement.weighting import BOND_RMSD_ATOMIC, BOND_RMSD_MAP, BOND_RMSD_REFINE
 from ..api import fmt_r
 from .common import (add_input_arguments, add_scaling_arguments, count, input_paths, integer,
@@ -79,7 +79,8 @@ def add_parser(sub):
     g = p.add_argument_group("NCS (non-crystallographic symmetry)")
     g.add_argument("--ncs", choices=["auto", "on", "off"], default=D.ncs,
                    help="local NCS distance and NCS B restraints between copies found by 'kickref ncs'; "
-                        f"auto (default): on when NCS groups are found and d_min >= {NCS_AUTO_D_MIN} Å")
+                        "auto (default) and on: restrained when NCS groups are found (auto: measured on 4iid, "
+                        "R-free lower at 3.5 and 2.3 Å)")
     g.add_argument("--ncs-groups", metavar="'A,B;C,D'|FILE.json",
                    help="NCS groups (first chain of each: the reference) instead of detection")
     g.add_argument("--ncs-sigma", type=positive, default=D.ncs_sigma, metavar="Å",

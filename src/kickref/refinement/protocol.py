@@ -15,6 +15,7 @@ Interrupting (Ctrl-C, or ``stop.set()``) ends the run after the current step wit
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -96,16 +97,13 @@ class RefineOptions:
                                        # below 0.03 dropped (refinement.twinning); None: untwinned
     twin_laws: tuple = ()              # forced twin laws in h,k,l ("k,h,-l"); implies twinning
     ncs: str = "auto"                  # NCS restraints (ncs_local, ncs_b): on | off | auto (on when
-                                       # NCS groups are found and d_min ≥ NCS_AUTO_D_MIN)
+                                       # NCS groups are found: measured on 4iid, see the README)
     ncs_groups: object = None          # chain lists [["A", "B"], ...] (first: reference); None: detect
     ncs_sigma: float = 0.224           # Å, σ of the local NCS distance differences
     ncs_b_sigma: float = 5.0           # Å², σ of the NCS B differences (after the per-copy offset)
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-NCS_AUTO_D_MIN = 3.0     # Å: --ncs auto restrains NCS copies from this resolution on (see the README)
 
 
 @dataclass
@@ -198,7 +196,7 @@ class Refinement:
             if t.name in o.term_scales:
                 t.scale = float(o.term_scales[t.name])
                 t.enabled = t.scale != 0.0
-        terms += self._ncs_terms(restraints, data)
+        terms += self._ncs_terms(restraints)
         self.geometry_terms = [t for t in terms if t.kind == "geometry"]
         self.adp_terms = [t for t in terms if t.kind == "adp"]
         self.e_xyz = Energy([data_term] + self.geometry_terms, weights={"xray": 1.0})
@@ -253,8 +251,9 @@ class Refinement:
         return CombinedParameters([self.p_adp, self.p_res])
 
     # ----------------------------------------------------------------- setup
-    def _ncs_terms(self, restraints, data) -> list:
-        """NCS groups (given or detected) and, when NCS is on, their restraint terms; sets
+    def _ncs_terms(self, restraints) -> list:
+        """NCS groups (given or detected) and, when there are any, their restraint terms
+        (``ncs`` auto or on: the same, 'on' warns when there is nothing to restrain); sets
         :attr:`ncs` (the summary's ``ncs`` entry) and :attr:`ncs_restraints`."""
         from ..restraints.ncs import ncs_terms
         from ..xtal.ncs import detect_ncs, format_groups, groups_from_chains
@@ -272,11 +271,10 @@ class Refinement:
         self.ncs["groups"] = [g.as_dict() for g in groups]
         for line in format_groups(groups):
             self.log(line)
-        use = bool(groups) and (o.ncs == "on" or data.d_min >= NCS_AUTO_D_MIN)
-        self.ncs["used"] = use
-        if not use:
-            if groups:
-                self.log(f"NCS restraints off (--ncs auto: d_min {data.d_min:.2f} Å < {NCS_AUTO_D_MIN} Å)")
+        self.ncs["used"] = bool(groups)
+        if not groups:
+            if o.ncs == "on":
+                warnings.warn("--ncs on: no NCS groups found (nothing to restrain)", stacklevel=2)
             return []
         self.ncs_restraints = list(ncs_terms(groups, restraints, self.state, o.ncs_sigma, o.ncs_b_sigma))
         for t in self.ncs_restraints:
