@@ -18,6 +18,7 @@ BENCHES = [
     ("far starts (MR-like 4hg7 from 4qo4; 1cbs, 3zt9 with local-minimum errors): build + R",
      ["far_starts.py"]),
     ("synthetic merohedral twins: twin vs untwinned refinement, fraction recovered", ["twin_bench.py"]),
+    ("intensity likelihood (MLI) vs French-Wilson + ML on the intensity cases", ["mli_bench.py"]),
 ]
 
 

@@ -33,7 +33,8 @@ from .weighting import (BOND_RMSD_REFINE, adjust_weight, equal_chunk, initial_we
 class RefineOptions:
     target: str = "ml"                 # 'ml' (D, S from the test set; free kick when it has < 50
                                        # reflections), 'ml-free-kick' (MAIN's default), 'ls',
-                                       # 'mli' (intensity likelihood, intensity data; D, S as 'ml'),
+                                       # 'mli' (intensity likelihood for intensity data; D, S fitted
+                                       # by it, on the test set as 'ml'),
                                        # 'difference-map' (Fo−Fc map, re-phased every N steps)
     cycles: int = 8                    # macro-cycles (at most: see convergence)
     xyz_steps: int = 25                # L-BFGS iterations per macro-cycle for coordinates (+ADPs)
