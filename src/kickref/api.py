@@ -231,7 +231,8 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     ``hydrogens``: keep | remove | add (riding hydrogens placed from the library).
     Other keyword options are those of :class:`kickref.refinement.protocol.RefineOptions`
     (target, cycles, bond_rmsd, weight, weight_every, rephase_every, adp, refine_occupancy,
-    fix_xyz, fix_b, selection, seed, ...). ``log``: callable receiving log lines (the data
+    fix_xyz, fix_b, selection, seed, twin, twin_laws, ...; ``target="mli"`` needs intensity
+    data, ``twin="auto"`` refines twin fractions). ``log``: callable receiving log lines (the data
     columns used among them). ``progress(n_eval, cycle)``: called after each energy evaluation
     with the evaluations so far and the macro-cycle under way (0 before the first).
     ``stop``: a :class:`kickref.refinement.minimize.StopFlag` to end the run early.
