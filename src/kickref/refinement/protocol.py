@@ -485,7 +485,8 @@ class Refinement:
                 stats["twin"] = {**self.xray.summary(), "tests": self.xray.tests}
             b, a, geo = self.geometry_rmsd()
             stats["rmsd_bond"], stats["rmsd_angle"] = b, a
-            mc = compute_map_coefficients(self.fmodel, self.state)
+            twin = self.xray.target == "twin"
+            mc = compute_map_coefficients(self.xray.detwinned_fmodel() if twin else self.fmodel, self.state)
         return RefinementResult(m, self.cycles, self.options, stats, geo, mc, bool(self.stop), timings)
 
 
