@@ -26,6 +26,7 @@ BENCHES = [
     ("synthetic merohedral twins: twin vs untwinned refinement, fraction recovered", ["twin_bench.py"]),
     ("NCS on 4iid: restraints at 3.5 Å vs servalcat --ncsr, operator refinement, averaging",
      ["ncs_bench.py"]),
+    ("intensity likelihood (MLI) vs French-Wilson + ML on the intensity cases", ["mli_bench.py"]),
 ]
 
 

@@ -232,7 +232,8 @@ def refine(model, data, *, monlib=None, ligands=(), allow_unknown: bool = False,
     Other keyword options are those of :class:`kickref.refinement.protocol.RefineOptions`
     (target, cycles, bond_rmsd, weight, weight_every, rephase_every, adp, refine_occupancy,
     occupancy_groups/_complete/_incomplete, tls ('chain', 'auto' or selections), tls_steps,
-    fix_xyz, fix_b, selection, seed, ncs, ...); ``ncs``: 'auto' | 'on' | 'off' (NCS restraints;
+    fix_xyz, fix_b, selection, seed, twin, twin_laws, ncs, ...); ``target="mli"`` needs intensity
+    data, ``twin="auto"`` refines twin fractions; ``ncs``: 'auto' | 'on' | 'off' (NCS restraints;
     auto: on when NCS groups are found, as 'on'), ``ncs_groups``: given groups instead of
     detection ('A,B;C,D', a JSON file or chain lists; see :func:`ncs_chain_groups`).
     ``log``: callable receiving log lines (the data columns used among them). ``progress(n_eval, cycle)``: called after each energy evaluation

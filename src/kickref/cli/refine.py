@@ -49,7 +49,7 @@ def add_parser(sub):
     g.add_argument("--target", choices=["ml-free-kick", "ml", "ls", "difference-map", "mli"], default=D.target,
                    help="ml-free-kick: likelihood with D, S estimated on the work set with a kicked model "
                         "(MAIN's default); ml: D, S from the test set (kickref's default; free kick when the test set has < 50 reflections); ls: least squares; "
-                        "mli: intensity likelihood (intensity data: the measured I, SIGI with the error integrated out; D, S as ml); "
+                        "mli: intensity likelihood (intensity data: the measured I, SIGI with the error integrated out; D, S fitted by it); "
                         "difference-map: follow the Fo-Fc map, re-phased every --rephase-every steps")
     g.add_argument("--twin", action="store_const", const="auto", default=None,
                    help="twin refinement: twin laws from the lattice, L-test and H-test reported, twin "

@@ -37,7 +37,8 @@ from .weighting import (BOND_RMSD_REFINE, adjust_weight, bond_rmsd_for_resolutio
 class RefineOptions:
     target: str = "ml"                 # 'ml' (D, S from the test set; free kick when it has < 50
                                        # reflections), 'ml-free-kick' (MAIN's default), 'ls',
-                                       # 'mli' (intensity likelihood, intensity data; D, S as 'ml'),
+                                       # 'mli' (intensity likelihood for intensity data; D, S fitted
+                                       # by it, on the test set as 'ml'),
                                        # 'difference-map' (Fo−Fc map, re-phased every N steps)
     cycles: int = 8                    # macro-cycles (at most: see convergence)
     xyz_steps: int = 25                # L-BFGS iterations per macro-cycle for coordinates (+ADPs)
@@ -598,7 +599,8 @@ class Refinement:
                 stats["twin"] = {**self.xray.summary(), "tests": self.xray.tests}
             b, a, geo = self.geometry_rmsd()
             stats["rmsd_bond"], stats["rmsd_angle"] = b, a
-            mc = compute_map_coefficients(self.fmodel, self.state)
+            twin = self.xray.target == "twin"
+            mc = compute_map_coefficients(self.xray.detwinned_fmodel() if twin else self.fmodel, self.state)
         return RefinementResult(m, self.cycles, self.options, stats, geo, mc, bool(self.stop), timings,
                                 ncs=self.ncs)
 

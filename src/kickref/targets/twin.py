@@ -9,6 +9,8 @@ R = Σ | Fo − √(Σ_j α_j |Fm(R_j h)|²) | / Σ Fo.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import scipy.optimize
 
@@ -136,6 +138,24 @@ class TwinTarget(XrayTarget):
             fc = tw.twinned_amplitudes(fm_abs[self.mates[sel]] ** 2, self.alpha)
             out[name] = float(np.sum(np.abs(fo[sel] - fc)) / np.sum(fo[sel]))
         return out
+
+    def detwinned_fmodel(self):
+        """A shallow copy of the FModel whose data hold Fo detwinned in proportion to the model:
+        I(h) = Io(h)·|Fm(h)|² / Σ_j α_j |Fm(R_j h)|² (negative Io → 0; σ scaled alike); reflections
+        with unmeasured mates keep their Fo. Model-biased, as any detwinning with model
+        intensities; for σA maps only."""
+        fm = copy.copy(self.fmodel)
+        d = self.fmodel.data
+        a = np.abs(self.fmodel.f_model) ** 2
+        c = self.complete
+        ratio = np.ones(d.n)
+        tw_int = (self.alpha * a[self.mates[c]]).sum(axis=1)
+        ratio[c] = np.where(tw_int > 0, a[c] / np.maximum(tw_int, 1e-30), 1.0)
+        data = d.subset(np.ones(d.n, bool))
+        data.f_obs = np.where(c, np.sqrt(np.maximum(self.io, 0.0) * ratio), d.f_obs)
+        data.sigma = np.where(c, d.sigma * np.sqrt(ratio), d.sigma)
+        fm.data = data
+        return fm
 
     def summary(self) -> dict:
         """Laws, fractions and counts for the log and JSON."""

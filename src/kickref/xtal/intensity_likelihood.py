@@ -12,12 +12,12 @@ smooth and single-peaked; its mode is found by damped Newton and the trapezoid r
 0.25 standard deviations of the Laplace approximation near the mode, growing geometrically in the
 tails (:func:`_one`), is summed outwards until the integrand falls below e⁻³⁰ of its peak (the
 trapezoid rule on an integrand analytic in a strip converges geometrically; measured relative
-error of the derivative ~1e-6; normalisation over Io exact to 1e-8). servalcat's MLI does the same kind of
-Laplace-centred integration.
+error of the derivative ~1e-6; normalisation over Io exact to 1e-8). servalcat's MLI does the
+same kind of Laplace-centred integration.
 
 Units: Io and σ_I on the data's intensity scale, Fm on its square-root scale (|Fm|² ~ Io),
-S in intensity units, D dimensionless. ∂(−ln P)/∂ν = −⟨∂ ln p(F|ν)/∂ν⟩ over the posterior of F,
-summed with the same quadrature weights.
+S in intensity units, D dimensionless. ∂(−ln P)/∂ν = −⟨∂ ln p(F|ν)/∂ν⟩ and likewise ∂/∂V, the
+averages over the posterior of F summed with the same quadrature weights.
 """
 from __future__ import annotations
 

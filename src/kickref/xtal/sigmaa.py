@@ -100,7 +100,7 @@ def _amplitude_terms(fo, sig, fm, centric, eps):
     return terms
 
 
-def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None, terms=None):
+def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None, terms=None, max_iter: int = 200):
     """ML estimates of D and S for all bins at once (independent problems, one bounded L-BFGS run).
 
     S is optimized as log(S/S0) so that bins of very different intensity are equally scaled.
@@ -133,7 +133,7 @@ def fit_bins(fo, sig, fm, centric, eps, bins, n_bins, D0=None, S0=None, terms=No
     lower = np.array([1e-3] * n_bins + [-20.0] * n_bins)
     upper = np.array([3.0] * n_bins + [10.0] * n_bins)
     scale = max(float(len(fo)), 1.0)
-    res = lbfgs(lambda p: tuple(v / scale for v in f(p)), p0, 200, lower, upper, gtol=1e-10,
+    res = lbfgs(lambda p: tuple(v / scale for v in f(p)), p0, max_iter, lower, upper, gtol=1e-10,
                 ftol=1e-13, max_shift=np.full(2 * n_bins, 0.2))
     D = res.x[:n_bins].copy()
     S = S0 * np.exp(res.x[n_bins:])
@@ -167,11 +167,18 @@ def estimate_sigmaa(fo, sig, fm, centric, eps, s2, use, n_bins: int | None = Non
     bins = bins_from_edges(s2, edges)
     if nu == 0:
         return SigmaA(bins, np.ones(n_bins), np.ones(n_bins), used, edges)
-    terms = None
-    if intensities is not None:
+    args = (fo[use], sig[use], fm[use], centric[use], eps[use], bins[use], n_bins)
+    if intensities is None:
+        D_bin, S_bin = fit_bins(*args, D0, S0)
+    else:
+        # MLI costs ~100× the amplitude likelihood per evaluation: start from the amplitude fit
+        # (when there is no previous estimate) and take at most 30 steps from there, 10 from a
+        # previous estimate (6mw0: −ln P within 1.3 of the 200-step optimum after 30 steps)
+        warm = D0 is not None
+        if not warm:
+            D0, S0 = fit_bins(*args)
         terms = mli_sigmaa_terms(intensities[0][use], intensities[1][use], fm[use], centric[use], eps[use])
-    D_bin, S_bin = fit_bins(fo[use], sig[use], fm[use], centric[use], eps[use], bins[use], n_bins, D0, S0,
-                            terms)
+        D_bin, S_bin = fit_bins(*args, D0, S0, terms, max_iter=10 if warm else 30)
     return SigmaA(bins, D_bin, S_bin, used, edges)
 
 
