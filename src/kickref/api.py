@@ -538,3 +538,122 @@ def ncs_average(model, data=None, *, map_path=None, map_coeffs=None, groups=None
         mc = dataclasses.replace(mc, fwt=grid_to_coefficients(avg.map.grid, mc.cell, mc.hkl),
                                  info={**mc.info, "ncs_averaged": True})
     return NcsAverageResult(avg.map, mc, grp, reports, avg.stats)
+
+
+@dataclass
+class MultiCrystalResult:
+    """:func:`multi_crystal_average`, per crystal form (lists in the order of the forms): ``maps``
+    (full-cell :class:`~kickref.xtal.density_map.DensityMap`, the averaged density put back into
+    that form's cell), ``coefficients`` ((hkl, F) of each averaged map to its resolution),
+    ``map_coefficients`` (for forms given as data: their
+    :class:`~kickref.xtal.maps.MapCoefficients` with FWT/PHWT replaced by the averaged map's
+    coefficients; None for maps), ``groups`` (each form's one-copy NCS group: chain, matched atoms,
+    operator from the first form's frame), ``operator`` (the superposition and refinement report of
+    the first → second form operator), ``weights`` and per-form averaging ``stats``."""
+    maps: list
+    coefficients: list
+    map_coefficients: list
+    groups: list
+    operator: dict
+    weights: list
+    stats: list
+
+    def as_dict(self) -> dict:
+        return {"groups": [g.as_dict() for g in self.groups], "operator": self.operator,
+                "weights": self.weights, "averaging": self.stats}
+
+
+def _form_map(model, source, load_options):
+    """(model, DensityMap, MapCoefficients or None, mean FOM or None) of one crystal form:
+    ``source`` a DensityMap, a CCP4/MRC path, map coefficients (FILE, F, PHI), or data
+    (Reflections or a reflection file: its σA 2mFo−DFc map)."""
+    from .xtal.density_map import DensityMap, density_map_from_coefficients
+    if isinstance(source, DensityMap) or isinstance(source, tuple) or (
+            isinstance(source, str) and source.lower().endswith((".ccp4", ".map", ".mrc", ".ccp4.gz", ".map.gz", ".mrc.gz"))):
+        if not isinstance(model, Model):
+            model = read_model(model)
+        if isinstance(source, DensityMap):
+            return model, source, None, None
+        return model, (_load_map(None, source, model) if isinstance(source, tuple) else _load_map(source)), None, None
+    model, data = load_inputs(model, source, **load_options)
+    mc = compute_maps(model, data).map_coefficients
+    dmap = density_map_from_coefficients(mc.cell, mc.spacegroup, mc.hkl, mc.fwt, source="2mFo-DFc")
+    fom = float(mc.fom[mc.observed].mean()) if mc.observed.any() else None
+    return model, dmap, mc, fom
+
+
+def multi_crystal_average(models, maps_or_data, *, chains=(None, None), mask_radius: float = 3.0,
+                          optimize: bool = True, overlap: str = "nearest", outside: str = "keep",
+                          weights="equal", **load_options) -> MultiCrystalResult:
+    """Density of one molecule averaged across two crystal forms (MAIN's multi-crystal averaging).
+
+    ``models``: the two forms' models (Models or paths); ``maps_or_data``: per form a
+    DensityMap, a CCP4/MRC map path, map coefficients (FILE, F, PHI), or data (a reflection file
+    or Reflections: the σA 2mFo−DFc map of that form's model). ``chains``: the molecule's chain in
+    each model (None: its first polymer chain). The operator mapping the molecule of form 1 onto
+    form 2 (Cartesian) comes from superposing the matched atoms
+    (:func:`kickref.xtal.ncs.cross_crystal_groups`) and is then refined against the two maps as
+    the within-crystal NCS operators are (``optimize``; the first form's masked density against
+    the second map, correlation, analytic gradients). Each form's mask is the molecule's envelope
+    (``mask_radius`` Å around its matched atoms) with its crystal-symmetry images in that form's
+    cell; each masked point gets the weighted mean of the two forms' densities, the other form's
+    put on this form's scale (mean and RMS over the masks matched), and the result is put back
+    into each form's cell (:func:`kickref.refinement.ncs_averaging.average_maps`). ``weights``:
+    'equal' (default), 'fom' (each form's mean figure of merit; needs data for both) or one
+    number per form. ``outside``: 'keep' or 'flatten' the points outside the mask."""
+    import dataclasses
+
+    import gemmi
+    import numpy as np
+
+    from .refinement.ncs_averaging import average_maps
+    from .refinement.ncs_operators import optimize_operator, reference_points
+    from .xtal.fourier import grid_to_coefficients
+    from .xtal.ncs import cross_crystal_groups
+    if len(models) != 2 or len(maps_or_data) != 2:
+        raise KickrefError("multi-crystal averaging takes two crystal forms (two models, two maps or data sets)")
+    forms = [_form_map(m, s, load_options) for m, s in zip(models, maps_or_data)]
+    (m1, d1, _, _), (m2, d2, _, _) = forms
+    if isinstance(weights, str):
+        if weights == "equal":
+            w = [1.0, 1.0]
+        elif weights == "fom":
+            w = [f[3] for f in forms]
+            if any(v is None or not v > 0 for v in w):
+                raise KickrefError("weights='fom' needs data (a figure of merit) for both forms")
+        else:
+            raise KickrefError(f"weights must be 'equal', 'fom' or two numbers, not {weights!r}")
+    else:
+        w = [float(v) for v in weights]
+        if len(w) != 2 or min(w) < 0 or not sum(w) > 0:
+            raise KickrefError(f"weights: two non-negative numbers, not both zero, not {weights!r}")
+    try:
+        g1, g2 = cross_crystal_groups(m1, chains[0], m2, chains[1])
+    except ValueError as e:
+        raise KickrefError(str(e)) from None
+    sup = g2.copies[0]
+    report = {"chains": [g1.chains[0], sup.chain], "n_atoms_matched": int(g1.atoms.shape[1]),
+              "superposition_rmsd": sup.rmsd, "rotation": sup.rotation.round(6).tolist(),
+              "translation": sup.translation.round(4).tolist()}
+    if optimize:
+        x, a = reference_points(d1, m1.xyz, [g1], 0, mask_radius)
+        new, rep = optimize_operator(d2, x, a, sup)
+        g2 = dataclasses.replace(g2, copies=[new])
+        report.update({k: rep[k] for k in ("cc_start", "cc_end", "rotation_change_deg", "translation_change",
+                                           "n_points")})
+        report.update({"rotation": new.rotation.round(6).tolist(), "translation": new.translation.round(4).tolist()})
+    try:
+        res = average_maps([d1, d2], [m1.xyz, m2.xyz], [[g1], [g2]], mask_radius, overlap, outside, weights=w)
+    except ValueError as e:
+        raise KickrefError(str(e)) from None
+    coefficients, mcs = [], []
+    for (model, dmap, mc, _), r in zip(forms, res):
+        if mc is not None:
+            hkl = mc.hkl
+        else:
+            d_min = dmap.resolution
+            hkl = np.asarray(gemmi.make_miller_array(dmap.cell, dmap.spacegroup, d_min * (1 - 1e-6)), dtype=np.int64)
+        f = grid_to_coefficients(r.map.grid, dmap.cell, hkl)
+        coefficients.append((hkl, f))
+        mcs.append(None if mc is None else dataclasses.replace(mc, fwt=f, info={**mc.info, "multi_crystal_averaged": True}))
+    return MultiCrystalResult([r.map for r in res], coefficients, mcs, [g1, g2], report, w, [r.stats for r in res])

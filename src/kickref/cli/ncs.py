@@ -1,5 +1,6 @@
 """``kickref ncs MODEL [DATA]``: the NCS groups of a model (chains, operators, RMSD, identity);
-with ``--average PREFIX`` the NCS-averaged map (operators refined against the map first)."""
+with ``--average PREFIX`` the NCS-averaged map (operators refined against the map first); with
+``--other-form MODEL2 DATA2`` the molecule's density averaged across two crystal forms."""
 from __future__ import annotations
 
 import json
@@ -41,10 +42,78 @@ def add_parser(subparsers):
                         "phases, solvent flattening (MAIN's cyclic averaging; default 0: average once)")
     g.add_argument("--no-optimize", dest="optimize", action="store_false",
                    help="average with the superposition operators (default: refine them against the map first)")
+    x = p.add_argument_group("two crystal forms (multi-crystal averaging)")
+    x.add_argument("--other-form", nargs=2, metavar=("MODEL2", "DATA2|MAP2"),
+                   help="average MODEL's molecule across its crystal and a second form (its model and its "
+                        "reflections or CCP4/MRC map); with --average PREFIX writes PREFIX_1.ccp4 and "
+                        "PREFIX_2.ccp4 (and PREFIX_N.mtz for forms given as data)")
+    x.add_argument("--form-chains", metavar="CHAIN1,CHAIN2",
+                   help="the molecule's chain in each form (default: each model's first polymer chain)")
+    x.add_argument("--weights", default="equal", metavar="equal|fom|W1,W2",
+                   help="weights of the two forms: equal (default), fom (mean figure of merit; data for both) or numbers")
     return p
 
 
+def run_two_forms(args) -> int:
+    """``--other-form``: multi-crystal averaging (:func:`kickref.api.multi_crystal_average`)."""
+    if not args.average:
+        raise KickrefError("--other-form needs --average PREFIX")
+    if args.cycles or args.ncs_groups:
+        raise KickrefError("--other-form averages one molecule across two forms: no --cycles or --ncs-groups")
+    first = args.data or args.map or (parse_map_coefficients_argument(args.map_coeffs) if args.map_coeffs else None)
+    if first is None:
+        raise KickrefError("--other-form: the first form needs DATA, --map or --map-coeffs")
+    model2, source2 = args.other_form
+    is_map = lambda p: isinstance(p, str) and p.lower().endswith((".ccp4", ".map", ".mrc", ".ccp4.gz", ".map.gz", ".mrc.gz"))
+    outputs = [f"{args.average}_{i}.ccp4" for i in (1, 2)]
+    outputs += [f"{args.average}_{i}.mtz" for i, src in ((1, args.data), (2, source2)) if src and not is_map(src)]
+    outputs += [args.json] if args.json and args.json != "-" else []
+    inputs = [args.model, args.data, args.map, model2, source2, args.map_coeffs and args.map_coeffs.rpartition(":")[0]]
+    check_output_paths(outputs, [p for p in inputs if p])
+    chains = (None, None)
+    if args.form_chains:
+        chains = tuple(c.strip() or None for c in args.form_chains.split(","))
+        if len(chains) != 2:
+            raise KickrefError("--form-chains: two chain names, e.g. A,B")
+    weights = args.weights
+    if weights not in ("equal", "fom"):
+        try:
+            weights = [float(v) for v in weights.split(",")]
+        except ValueError:
+            raise KickrefError(f"--weights: equal, fom or two numbers, not {args.weights!r}") from None
+    res = api.multi_crystal_average([args.model, model2], [first, source2], chains=chains,
+                                    mask_radius=args.mask_radius, optimize=args.optimize, overlap=args.overlap,
+                                    outside="flatten" if args.flatten else "keep", weights=weights)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    op = res.operator
+    print(f"forms: chain {op['chains'][0]} -> chain {op['chains'][1]}, {op['n_atoms_matched']} matched atoms, "
+          f"superposition RMSD {op['superposition_rmsd']:.3f} Å", file=out)
+    if "cc_end" in op:
+        print(f"operator form 1 -> form 2: CC {op['cc_start']:.4f} -> {op['cc_end']:.4f}, rotation change "
+              f"{op['rotation_change_deg']:.3f}°, shift {op['translation_change']:.3f} Å ({op['n_points']} points)",
+              file=out)
+    written = []
+    for i, (m, mc, s) in enumerate(zip(res.maps, res.map_coefficients, res.stats), 1):
+        print(f"form {i}: mask {100 * s['mask_fraction']:.1f}% of the cell, overlaps {100 * s['overlap_fraction']:.2f}%, "
+              f"weight {res.weights[i - 1]:.3f}; CC with the other form's density "
+              f"{s['groups'][0]['ncs_cc'][2 - i]:.3f} (before averaging)", file=out)
+        written.append(write_ccp4_map(m, f"{args.average}_{i}.ccp4"))
+        if mc is not None:
+            write_map_coefficients(mc, f"{args.average}_{i}.mtz")
+            written.append(f"{args.average}_{i}.mtz")
+    print("wrote " + ", ".join(str(w) for w in written), file=out)
+    if args.json:
+        text = json.dumps(json_ready({"models": [args.model, model2], **res.as_dict()}), indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            write_text_atomic(args.json, text + "\n")
+    return 0
+
+
 def run(args) -> int:
+    if args.other_form:
+        return run_two_forms(args)
     inputs = [args.model, args.data, args.map, args.map_coeffs and args.map_coeffs.rpartition(":")[0]]
     outputs = [args.json] if args.json and args.json != "-" else []
     if args.average:

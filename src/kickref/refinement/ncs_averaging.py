@@ -12,6 +12,12 @@ the copies of the group: ρ̄(z) = (1/N) Σ_k ρ(T_k T_j⁻¹ z₀), T_k the ref
 The map is crystallographically symmetric, so ρ(S_s y) = ρ(y); values off the grid come from the
 periodic cubic B-spline (:mod:`kickref.xtal.bspline`), the own copy's value (k = j) is the grid
 value. Points outside every mask are kept (``outside='keep'``) or set to their mean ('flatten').
+
+The same averaging runs across crystal forms (:func:`average_maps`, MAIN's multi-crystal
+averaging): the copies of a group then live in several maps, each form with its own cell, space
+group and labelled mask, the operators sharing one reference frame; values taken from another
+form's map are put on this form's scale (mean and RMS over the masks) and the forms can be
+weighted. :func:`average_map` is its one-form case.
 """
 from __future__ import annotations
 
@@ -70,9 +76,9 @@ def own_frame(m: NcsMask, pts, xyz, dmap: DensityMap):
     return f0 @ orth.T, m.copy[atom]
 
 
-def _relative(group, j, k):
-    """(R, t) of T_k T_j⁻¹: copy j's frame onto copy k's (Cartesian, Å)."""
-    cj, ck = group.copies[j], group.copies[k]
+def _relative(cj, ck):
+    """(R, t) of T_k T_j⁻¹: copy j's frame onto copy k's (Cartesian, Å; the two copies may live
+    in different crystals, their operators sharing one reference frame)."""
     R = ck.rotation @ cj.rotation.T
     return R, ck.translation - R @ cj.translation
 
@@ -88,44 +94,86 @@ def average_map(dmap: DensityMap, xyz, groups, mask_radius: float = 3.0, overlap
     """NCS-averaged copy of ``dmap`` (module docstring). ``xyz``: model coordinates (Å) of the
     atoms the groups index. Stats: fractions of the cell in the masks and in overlaps, and per
     group the correlation of each copy's density with the reference copy's over the reference
-    mask ('ncs_cc', before averaging)."""
+    mask ('ncs_cc', before averaging). The one-crystal case of :func:`average_maps`."""
+    return average_maps([dmap], [xyz], [groups], mask_radius, overlap, outside, [mask])[0]
+
+
+def average_maps(dmaps, xyzs, form_groups, mask_radius: float = 3.0, overlap: str = "nearest",
+                 outside: str = "keep", masks=None, weights=None) -> list:
+    """Averaging across crystal forms (MAIN's multi-crystal averaging; one form: NCS averaging).
+
+    Form f has the map ``dmaps[f]``, the model coordinates ``xyzs[f]`` and the groups
+    ``form_groups[f]``; group g of every form holds copies of the same molecule, their operators
+    mapping one common reference frame into that form's Cartesian frame and their ``atoms``
+    indexing that form's model (:func:`kickref.xtal.ncs.cross_crystal_groups`). Each form gets its
+    labelled mask (its copies and their symmetry images over its cell); a masked point of form f
+    labelled copy j is replaced by the weighted mean over all copies k of the group in all forms,
+    ρ̄(z) = Σ_k w_k ρ'_k(T_k T_j⁻¹ z₀) / Σ_k w_k, where ρ'_k is form(k)'s map put on form f's
+    scale (its mean and RMS over its masked points matched to form f's: maps of different crystals
+    are on different absolute scales) and w_k the form's weight (``weights``, one per form;
+    default equal). Returns one :class:`AveragingResult` per form; 'ncs_cc' (per group, from the
+    form's first copy) lists the correlation with every copy of every form, in form order."""
     if overlap not in ("nearest", "exclude") or outside not in ("keep", "flatten"):
         raise ValueError("overlap must be nearest|exclude and outside keep|flatten")
-    shape, cell = dmap.shape, dmap.cell
-    m = mask or ncs_mask(shape, cell, dmap.spacegroup, xyz, groups, mask_radius)
-    grid = np.asarray(dmap.grid, dtype=np.float64)
-    use = m.nearest >= 0
-    if overlap == "exclude":
-        use &= ~m.overlap
-    pts = np.flatnonzero(use)
-    z0, copy = own_frame(m, pts, xyz, dmap)
-    coef = bspline_coefficients(grid)
-    values = grid.ravel()[pts]
-    avg = np.zeros(len(pts))
-    stats = {"mask_fraction": float(use.mean()), "overlap_fraction": float(m.overlap.mean()),
-             "mask_radius": mask_radius, "overlap": overlap, "groups": []}
-    for g, grp in enumerate(groups):
-        cc = [1.0]
-        for j in range(len(grp.copies)):
-            sel = copy == m.copies.index((g, j))
-            acc = values[sel].copy()
-            for k in range(len(grp.copies)):
-                if k == j:
-                    continue
-                Rk, tk = _relative(grp, j, k)
-                v, _ = bspline_eval(coef, grid_coordinates(z0[sel] @ Rk.T + tk, cell, shape), False)
-                acc += v
-                if j == 0:
-                    cc.append(float(np.corrcoef(values[sel], v)[0, 1]) if sel.sum() > 2 else 0.0)
-            avg[sel] = acc / len(grp.copies)
-        stats["groups"].append({"chains": grp.chains, "ncs_cc": cc})
-    out = grid.copy()
-    out.ravel()[pts] = avg
-    if outside == "flatten" and (~use).any():
-        out[~use] = out[~use].mean()
-    res = DensityMap(out, cell, dmap.spacegroup, dmap.d_min, (dmap.source + " NCS-averaged").strip(),
-                     {**dmap.info, "ncs_averaging": stats})
-    return AveragingResult(res, stats)
+    n = len(dmaps)
+    if not (len(xyzs) == len(form_groups) == n) or len({len(g) for g in form_groups}) != 1:
+        raise ValueError("average_maps: one map, coordinate set and group list per form, the same groups in each")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not (w >= 0).all() or not w.sum() > 0:
+        raise ValueError("weights: one non-negative weight per form, not all zero")
+    masks = list(masks) if masks is not None else [None] * n
+    forms = []
+    for f, (dmap, xyz, groups) in enumerate(zip(dmaps, xyzs, form_groups)):
+        m = masks[f] or ncs_mask(dmap.shape, dmap.cell, dmap.spacegroup, xyz, groups, mask_radius)
+        grid = np.asarray(dmap.grid, dtype=np.float64)
+        use = m.nearest >= 0
+        if overlap == "exclude":
+            use &= ~m.overlap
+        pts = np.flatnonzero(use)
+        z0, copy = own_frame(m, pts, xyz, dmap)
+        values = grid.ravel()[pts]
+        mu, sd = (float(values.mean()), float(values.std())) if len(values) else (0.0, 1.0)
+        forms.append({"m": m, "grid": grid, "use": use, "pts": pts, "z0": z0, "copy": copy,
+                      "values": values, "coef": bspline_coefficients(grid), "mu": mu, "sd": sd or 1.0})
+    results = []
+    for f, F in enumerate(forms):
+        dmap, avg = dmaps[f], np.zeros(len(F["pts"]))
+        stats = {"mask_fraction": float(F["use"].mean()), "overlap_fraction": float(F["m"].overlap.mean()),
+                 "mask_radius": mask_radius, "overlap": overlap, "groups": []}
+        if n > 1:
+            stats["weights"] = w.tolist()
+        for g in range(len(form_groups[0])):
+            cc = []
+            for j, cj in enumerate(form_groups[f][g].copies):
+                sel = F["copy"] == F["m"].copies.index((g, j))
+                acc, wsum = w[f] * F["values"][sel], w[f]
+                for f2, F2 in enumerate(forms):
+                    for k, ck in enumerate(form_groups[f2][g].copies):
+                        if (f2, k) == (f, j):
+                            if j == 0:
+                                cc.append(1.0)
+                            continue
+                        Rk, tk = _relative(cj, ck)
+                        u = grid_coordinates(F["z0"][sel] @ Rk.T + tk, dmaps[f2].cell, dmaps[f2].shape)
+                        v, _ = bspline_eval(F2["coef"], u, False)
+                        if f2 != f:
+                            v = (v - F2["mu"]) * (F["sd"] / F2["sd"]) + F["mu"]
+                        acc += w[f2] * v
+                        wsum += w[f2]
+                        if j == 0:
+                            cc.append(float(np.corrcoef(F["values"][sel], v)[0, 1]) if sel.sum() > 2 else 0.0)
+                avg[sel] = acc / wsum
+            stats["groups"].append({"chains": form_groups[f][g].chains, "ncs_cc": cc})
+        out = F["grid"].copy()
+        out.ravel()[F["pts"]] = avg
+        use = F["use"]
+        if outside == "flatten" and (~use).any():
+            out[~use] = out[~use].mean()
+        label = " NCS-averaged" if n == 1 else f" averaged over {n} crystal forms"
+        res = DensityMap(out, dmap.cell, dmap.spacegroup, dmap.d_min, (dmap.source + label).strip(),
+                         {**dmap.info, "ncs_averaging": stats})
+        results.append(AveragingResult(res, stats))
+    return results
 
 
 def cyclic_average(dmap: DensityMap, xyz, groups, hkl, f_obs, cycles: int = 3, n_shells: int = 15,

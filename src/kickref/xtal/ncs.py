@@ -142,15 +142,17 @@ class _Chains:
         return [(str(r.seqid), r.name) for r in pol.first_conformer()]
 
 
-def _align(chains: _Chains, ref: str, other: str):
-    """Alignment of chain ``other`` to ``ref``: (AlignmentResult, ref residues, other residues).
+def _align(chains: _Chains, ref: str, other: str, other_chains: _Chains | None = None):
+    """Alignment of chain ``other`` (of ``other_chains``, default the same model) to ``ref``:
+    (AlignmentResult, ref residues, other residues).
 
     Of gemmi's partial-model scoring ('p': gaps where the chain is broken, mismatches forbidden)
     and its sequence scoring ('s': mismatches allowed), the alignment with more matches."""
+    oc = other_chains or chains
     pol_r, pt = chains.polymers[ref]
-    pol_o, _ = chains.polymers[other]
+    pol_o, _ = oc.polymers[other]
     res_r = chains.residues(ref)
-    res_o = chains.residues(other)
+    res_o = oc.residues(other)
     seq = [n for _, n in res_r]
     al = max((gemmi.align_sequence_to_polymer(seq, pol_o, pt, gemmi.AlignmentScoring(w)) for w in "ps"),
              key=lambda a: a.match_count)
@@ -179,12 +181,12 @@ def _residue_pairs(al, res_r, res_o) -> list:
     return [(i, j) for i, j in cigar_pairs(al.cigar_str()) if res_r[i][1] == res_o[j][1]]
 
 
-def _atom_pairs(chains: _Chains, ref, other, pairs, res_r, res_o):
+def _atom_pairs(chains: _Chains, ref, other, pairs, res_r, res_o, other_chains: _Chains | None = None):
     """(ref atoms, other atoms, residue-pair number of each) of the matched atoms."""
     a, b, w = [], [], []
     for k, (i, j) in enumerate(pairs):
         dr = chains.residue_atoms[(ref, *res_r[i])]
-        do = chains.residue_atoms[(other, *res_o[j])]
+        do = (other_chains or chains).residue_atoms[(other, *res_o[j])]
         for key, ia in dr.items():
             ib = do.get(key)
             if ib is not None:
@@ -247,20 +249,22 @@ def local_rms(xa, xb, window_of, window: int = 5) -> float:
     return float(rms[cnt >= 3].mean()) if (cnt >= 3).any() else 0.0
 
 
-def _copy_for(chains: _Chains, ref: str, other: str):
-    """(NcsCopy, ref atoms, other atoms) of chain ``other`` aligned to ``ref``; None without match."""
-    al, res_r, res_o = _align(chains, ref, other)
+def _copy_for(chains: _Chains, ref: str, other: str, other_chains: _Chains | None = None):
+    """(NcsCopy, ref atoms, other atoms) of chain ``other`` (of ``other_chains``, default the
+    same model; its atoms index that model) aligned to ``ref``; None without match."""
+    oc = other_chains or chains
+    al, res_r, res_o = _align(chains, ref, other, oc)
     pairs = _residue_pairs(al, res_r, res_o)
-    a, b, w = _atom_pairs(chains, ref, other, pairs, res_r, res_o)
+    a, b, w = _atom_pairs(chains, ref, other, pairs, res_r, res_o, oc)
     if len(a) < 3:
         return None
-    xyz = chains.model.xyz
+    xyz, xyz_o = chains.model.xyz, oc.model.xyz
     mc = np.isin(chains.model.atom_name[a], list(MAIN_CHAIN))
     sel = mc if mc.sum() >= 3 else np.ones(len(a), bool)
-    R, t, rmsd, n_sup = superpose(xyz[b[sel]], xyz[a[sel]])
+    R, t, rmsd, n_sup = superpose(xyz_o[b[sel]], xyz[a[sel]])
     ident = al.calculate_identity(0)
     copy = NcsCopy(other, R, t, rmsd, n_sup, len(pairs), float(ident),
-                   local_rms(xyz[a], xyz[b], w),
+                   local_rms(xyz[a], xyz_o[b], w),
                    [(res_r[i][0], res_o[j][0]) for i, j in pairs])
     return copy, a, b
 
@@ -304,6 +308,28 @@ def detect_ncs(model, min_aligned: int = 10, min_identity: float = 0.8, max_loca
             used.add(ref)
             groups.append(_group(chains, ref, members))
     return groups
+
+
+def cross_crystal_groups(model, chain, other_model, other_chain):
+    """The same molecule in two crystal forms (MAIN's multi-crystal averaging): chain ``chain``
+    (None: the first polymer chain) of ``model`` aligned and superposed onto chain ``other_chain`` of ``other_model`` as
+    :func:`detect_ncs` does within a model (no thresholds). Returns two one-copy
+    :class:`NcsGroup` s, one per form, whose ``atoms`` index that form's model and whose operator
+    maps the common reference frame (``model``'s Cartesian frame) into that form's Cartesian frame
+    (identity for the first; x₂ ≈ R·x₁ + t for the second, from the superposition)."""
+    ca, cb = _Chains(model), _Chains(other_model)
+    chain = chain or next(iter(ca.polymers), None)
+    other_chain = other_chain or next(iter(cb.polymers), None)
+    for c, ch, m in ((ca, chain, model), (cb, other_chain, other_model)):
+        if ch not in c.polymers:
+            raise ValueError(f"{m.path or 'model'}: no polymer chain {ch!r}")
+    m = _copy_for(ca, chain, other_chain, cb)
+    if m is None:
+        raise ValueError(f"chain {other_chain!r} has no atoms matching chain {chain!r} of the first form")
+    copy, a, b = m
+    first = NcsCopy(chain, np.eye(3), np.zeros(3), 0.0, 0, len(ca.residues(chain)), 100.0, 0.0,
+                    [(s, s) for s, _ in ca.residues(chain)])
+    return NcsGroup([first], a[None, :]), NcsGroup([copy], b[None, :])
 
 
 def parse_group_spec(text: str) -> list:
