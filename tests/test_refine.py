@@ -14,7 +14,7 @@ import pytest
 from conftest import MONOMERS, ROOT, case_paths
 import kickref
 from kickref.core.state import AtomGradient, AtomState
-from kickref.refinement.parameters import (CombinedParameters, Parameters, find_occupancy_groups)
+from kickref.refinement.parameters import Parameters, find_occupancy_groups
 from kickref.refinement.protocol import RefineOptions, Refinement, select_atoms
 from kickref.restraints import build_restraints
 
@@ -52,8 +52,6 @@ def test_parameters_round_trip_and_chain_rule():
     p = Parameters("occ", st, movable, occupancy_groups=groups)
     s2 = p.set(np.clip(p.get(st) + 0.1, 0, 1), st.copy())
     for atoms, params, total in groups.dependents:
-        for k in params:
-            a, b = groups.members[k][0], atoms[0]
         assert s2.occ[atoms[0]] + sum(s2.occ[groups.members[k][0]] for k in params) == pytest.approx(total)
     # chain rule of the occupancy parameters: linear target Σ c_i occ_i
     c = np.random.default_rng(0).normal(size=m.n_atoms)
