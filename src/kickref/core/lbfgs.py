@@ -11,12 +11,22 @@ is plain backtracking on the Armijo (sufficient decrease) condition: it tries th
 (t = 1, or less when ``max_shift`` caps it), shrinks t by 0.3 (by 0.1 after a non-finite value)
 up to 20 times, and never expands; in the usual case one evaluation per step. There is no
 curvature (Wolfe) test: a step pair (s, y) with sᵀy ≤ 10⁻¹²·yᵀy is simply not stored.
+
+Dot products are summed by numpy's pairwise reduction (:func:`_dot`), not by BLAS: a threaded
+BLAS sums long vectors in an order that depends on its thread count, so the same refinement run
+alone (BLAS on every core) and as a Dask task (BLAS pinned to one thread) would differ in the
+last bits and then drift apart.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """a·b of two 1-D float arrays, the same bits whatever the BLAS thread count."""
+    return float(np.add.reduce(a * b))
 
 
 @dataclass
@@ -71,22 +81,22 @@ def lbfgs(fun, x0, max_iter: int, lower=None, upper=None, m: int = 10, gtol: flo
         q = gf.copy()
         alphas = []
         for s, y in zip(reversed(S), reversed(Y)):
-            rho = 1.0 / float(y @ s)
-            a = rho * float(s @ q)
+            rho = 1.0 / _dot(y, s)
+            a = rho * _dot(s, q)
             alphas.append((a, rho))
             q -= a * y
         if S:
-            gamma = float(S[-1] @ Y[-1]) / float(Y[-1] @ Y[-1])
+            gamma = _dot(S[-1], Y[-1]) / _dot(Y[-1], Y[-1])
             q *= gamma
         for (a, rho), s, y in zip(reversed(alphas), S, Y):
-            b = rho * float(y @ q)
+            b = rho * _dot(y, q)
             q += (a - b) * s
         d = -np.where(free, q, 0.0)
-        slope = float(gf @ d)
+        slope = _dot(gf, d)
         if slope >= 0:                      # not a descent direction: restart with steepest descent
             S, Y = [], []
             d = -gf
-            slope = float(gf @ d)
+            slope = _dot(gf, d)
         t = 1.0
         if max_shift is not None:             # limit the shifts (first step: half of that)
             cap = max_shift if S else 0.5 * max_shift
@@ -110,8 +120,8 @@ def lbfgs(fun, x0, max_iter: int, lower=None, upper=None, m: int = 10, gtol: flo
             break
         s = x_new - x
         y = g_new - g
-        sy = float(s @ y)
-        if sy > 1e-12 * float(y @ y):
+        sy = _dot(s, y)
+        if sy > 1e-12 * _dot(y, y):
             S.append(s)
             Y.append(y)
             if len(S) > m:
