@@ -1,7 +1,7 @@
 """Candidate refinements of one entry and the rule choosing among them (PDB-REDO style).
 
 A candidate is a name and the ``kickref refine`` options it adds to the entry's own. The default
-set varies the bond-RMSD target of the X-ray weight around kickref's default (0.008 Å) and adds
+set varies the bond-RMSD target of the X-ray weight around kickref's default (0.008 Å at d_min ≥ 1.2 Å) and adds
 one short run of MAIN's fast cooling with small kicks (0.3 Å: the kick amplitude that came
 closest to plain refinement on the shared cases; README, "Kicking").
 
