@@ -153,17 +153,16 @@ class Refinement:
 
     def __init__(self, model, data, restraints, options: RefineOptions | None = None, log=None,
                  progress=None):
+        self.log = log or (lambda s: None)
         o = options or RefineOptions()
         if o.bond_rmsd is None:
             o = replace(o, bond_rmsd=bond_rmsd_for_resolution(data.d_min))
             if o.bond_rmsd != BOND_RMSD_REFINE:
-                (log or (lambda s: None))(f"bond RMSD target {o.bond_rmsd:.4f} Å (atomic resolution: "
-                                          f"d_min {data.d_min:.2f} Å)")
+                self.log(f"bond RMSD target {o.bond_rmsd:.4f} Å (atomic resolution: d_min {data.d_min:.2f} Å)")
         self.options = o
         self.model = model
         self.data = data
         self.restraints = restraints
-        self.log = log or (lambda s: None)
         self.progress = progress
         self.stop = StopFlag()
         self._apply_adp_mode(o.adp)
