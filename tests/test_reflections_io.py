@@ -304,6 +304,27 @@ def test_model_cell_and_spacegroup_checks():
     check_model_data_compatible(near, None, refl)
 
 
+def test_cell_difference_within_tolerance_is_said():
+    """baz2b: the apo model against a soaked crystal (cell 0.5-0.8 % longer) is accepted with one
+    warning naming the data file, the edge and the size; 5e5z's cells (agree to 0.004 %) say nothing."""
+    import warnings
+    from kickref.api import load_inputs
+    from kickref.io.reflections import cell_difference_note
+    need_shared()
+    with pytest.warns(UserWarning) as rec:
+        load_inputs(str(DATA / "baz2b" / "BAZ2B.pdb"), str(DATA / "baz2b" / "x828.mtz"))
+    notes = [str(w.message) for w in rec if "unit cell edge" in str(w.message)]
+    assert len(notes) == 1 and "x828.mtz" in notes[0] and "model's cell is used" in notes[0]
+    pct = float(notes[0].split("differs by ")[1].split("%")[0])
+    assert 0.5 <= pct <= 0.85
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_inputs(str(DATA / "5e5z" / "5e5z.pdb"), str(DATA / "5e5z" / "5e5z.mtz"))
+    cell = gemmi.UnitCell(50, 60, 70, 90, 90, 90)
+    assert cell_difference_note(cell, gemmi.UnitCell(50.05, 60, 70, 90, 90, 90)) is None      # 0.1 %
+    assert "edge c" in cell_difference_note(cell, gemmi.UnitCell(50, 60, 70.3, 90, 90, 90))   # 0.43 %
+
+
 def test_cell_and_spacegroup_taken_from_model_when_missing(tmp_path):
     info, path = case_info("5wkd")
     text = path.read_text()

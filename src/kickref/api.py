@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .io.files import process_age
 from .io.models import read_model
-from .io.reflections import check_model_data_compatible, read_reflections
+from .io.reflections import cell_difference_note, check_model_data_compatible, read_reflections
 from .core import profile
 from .core.errors import KickrefError
 from .core.model import Model
@@ -144,6 +144,9 @@ def load_inputs(model, data, *, labin=None, free_value=None, d_min=None, d_max=N
         warnings.warn(f"{model.path}: no unit cell in the model: the data's cell and space group "
                       f"{data.spacegroup.hm} are used", stacklevel=2)
     check_model_data_compatible(model.cell, model.spacegroup, data, model.path, data.path)
+    note = cell_difference_note(model.cell, data.cell)
+    if note:
+        warnings.warn(f"{data.path}: {note}", stacklevel=2)
     for w in data.source.get("warnings", []):
         warnings.warn(f"{data.path}: {w}", stacklevel=2)
     return Inputs(model, data)

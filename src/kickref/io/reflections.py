@@ -55,6 +55,7 @@ CIF_TAGS_FOR_MTZ_LABEL = {
 }
 CELL_EDGE_TOLERANCE = 0.01      # relative, model vs data
 CELL_ANGLE_TOLERANCE = 1.0      # degrees, model vs data
+CELL_EDGE_NOTICE = 0.002        # relative: accepted, but said (isomorphous soaks, other temperatures)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,6 +305,21 @@ def check_model_data_compatible(model_cell, model_sg, data, model_path=None, dat
             if d_sg.point_group_hm() == m_sg.point_group_hm():
                 extra = " (same point group, different screw axes or centring: reindex or relabel the data)"
             raise InputError(where, f"space group {d_sg.hm} of the data differs from {m_sg.hm}{mdesc}{extra}")
+
+
+def cell_difference_note(model_cell, data_cell) -> str | None:
+    """A sentence when a cell edge of the data differs from the model's by more than 0.2 % (but
+    within the 1 % accepted): kickref then uses the model's cell; None when the cells agree."""
+    if model_cell is None or data_cell is None:
+        return None
+    diffs = [(abs(dv - mv) / mv, name, dv, mv) for name, dv, mv in
+             zip("abc", (data_cell.a, data_cell.b, data_cell.c), (model_cell.a, model_cell.b, model_cell.c))]
+    rel, name, dv, mv = max(diffs)
+    if rel <= CELL_EDGE_NOTICE:
+        return None
+    return (f"unit cell edge {name} = {dv:.3f} Å in the data differs by {100 * rel:.2f}% from the "
+            f"model's {mv:.3f} Å: the model's cell is used (cctbx refuses such a pair; consider "
+            f"giving the model the data's cell)")
 
 
 def same_symmetry(sg1: gemmi.SpaceGroup, sg2: gemmi.SpaceGroup) -> bool:
