@@ -286,10 +286,13 @@ def test_multistart_needs_kicks(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.slow                               # a batch process with its own cluster: ~20 s more
-def test_ctrl_c_keeps_finished_entries(tmp_path):
+@pytest.mark.slow                               # a batch process with its own cluster: ~20 s more each
+@pytest.mark.parametrize("signum,rc,word", [(signal.SIGINT, 130, "interrupted"),
+                                            (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_keeps_finished_entries(tmp_path, signum, rc, word):
     """SIGINT to the batch's process group (what Ctrl-C sends) after its first entry: exit 130,
-    the finished entry in the summary; a second run over it redoes nothing."""
+    the finished entry in the summary; a second run over it redoes nothing. SIGTERM to the batch
+    process (what `timeout` or a pipeline's supervisor sends) does the same with exit 143."""
     need_shared()
     pytest.importorskip("distributed")
     import sys
@@ -303,14 +306,17 @@ def test_ctrl_c_keeps_finished_entries(tmp_path):
     for line in p.stdout:
         if "R-free" in line:
             first = line.split(":")[0]
-            os.killpg(p.pid, signal.SIGINT)
+            if signum == signal.SIGINT:
+                os.killpg(p.pid, signum)
+            else:
+                p.send_signal(signum)
             break
     out, err = p.communicate(timeout=120)
     assert first in ("5e5z", "5wkd"), out + err
     rows = json.loads((tmp_path / "out" / "summary.json").read_text())["entries"]
     assert first in [r["entry"] for r in rows]
     if p.returncode != 0:                       # 0 only when the other entry finished meanwhile
-        assert p.returncode == 130 and "kickref batch: interrupted" in err
+        assert p.returncode == rc and f"kickref batch: {word}" in err, (p.returncode, err[-2000:])
     assert "Traceback" not in err
     from kickref.cli import main
     done = _table(tmp_path / "done.csv", [first])

@@ -10,7 +10,7 @@ import importlib
 import shlex
 import sys
 
-from ..core.errors import KickrefError
+from ..core.errors import KickrefError, Terminated
 
 SUBCOMMANDS = ["rfactor", "maps", "geometry", "refine", "macro", "ncs", "batch"]
 
@@ -69,9 +69,10 @@ def main(argv=None) -> int:
     except KickrefError as e:
         print(f"kickref {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"kickref {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"kickref {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     return int(rc or 0)
 
 

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
+import signal
 import sys
+import threading
 
 from ..batch import DEFAULT_CANDIDATES, ChoiceRule, parse_candidate, plan_batch, run_batch
-from ..core.errors import KickrefError
+from ..core.errors import KickrefError, Terminated
 from ..io.entries import read_entries
 from .common import count, positive, show_warnings
 from .refine import ProgressBar, refine_arguments
@@ -100,8 +103,9 @@ def run(args):
             print(s, flush=True)
 
     try:
-        rows = run_batch(plans, args.output, scheduler=args.scheduler, workers=args.workers, rule=rule,
-                         progress=lambda done, total: bar(done), log=log)
+        with sigterm_as_interrupt():
+            rows = run_batch(plans, args.output, scheduler=args.scheduler, workers=args.workers, rule=rule,
+                             progress=lambda done, total: bar(done), log=log)
     except KeyboardInterrupt:
         bar.enabled and sys.stderr.write("\n")
         raise
@@ -110,3 +114,21 @@ def run(args):
     print(f"wrote {args.output}/summary.csv, summary.json, index.html"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (SLURM's scancel, a pipeline's timeout) raises :class:`Terminated`, so the batch
+    ends as after Ctrl-C: finished entries and the report kept (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -12,3 +12,8 @@ class InputError(KickrefError):
         self.path = str(path) if path is not None else None
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler ending a job) turned into an interrupt, so that it ends a command as
+    Ctrl-C does: finished work kept, exit status 143 (128 + 15)."""
