@@ -18,8 +18,15 @@ candidate set (default: kickref.batch.DEFAULT_CANDIDATES):
 Acceptance (issue 15): wall(batch) ≤ 0.6 × Σ wall(singles); every result identical; the chosen
 R-free (judge) never above the start's, and on average below the default candidate's.
 
+**CPU accounting**: CPU time (user + sys, ``wait4`` of each process and its waited-for
+descendants: the Dask workers are joined by their nannies) of every single run and of the batch,
+and each batch task's own CPU (``cpu`` of its result row: ``time.process_time`` of the task in its
+worker). With ``n`` cores the batch cannot take less than CPU(batch)/n wall, so the wall ratio
+is bounded below by (CPU(batch)/n) / Σ wall(singles); single runs that already use c cores
+(numba threads, FFT workers, BLAS) leave a ratio of about c/n when the batch does the same work.
+
 Run: ``python benchmarks/batch_bench.py [--cases 5e5z,1cbs] [--candidates NAME=OPTIONS ...]
-[--options '--cycles 4'] [--workers N] [--judge auto|cctbx|kickref] [--no-install] [--skip-singles]``.
+[--options '--cycles 4'] [--workers N] [--judge auto|cctbx|kickref|none] [--no-install] [--skip-singles]``.
 Timings need a quiet machine. Scratch: benchmarks/work/batch/; results:
 benchmarks/results/batch_bench.json.
 """
@@ -99,7 +106,8 @@ def main(argv=None) -> int:
     ap.add_argument("--candidates", nargs="+", help="as kickref batch --candidates (default: its defaults)")
     ap.add_argument("--options", default="", help="kickref refine options for every entry")
     ap.add_argument("--workers", type=int, help="batch workers (default: one per core)")
-    ap.add_argument("--judge", choices=("auto", "cctbx", "kickref"), default="auto")
+    ap.add_argument("--judge", choices=("auto", "cctbx", "kickref", "none"), default="auto",
+                    help="none: no R-free judging (timing, CPU and identity only)")
     ap.add_argument("--no-install", action="store_true", help="do not pip-install the peers venv")
     ap.add_argument("--skip-singles", action="store_true", help="batch and judge only (no timing ratio)")
     ap.add_argument("--timeout", type=float, default=7200, help="seconds per process")
@@ -116,13 +124,15 @@ def main(argv=None) -> int:
     print(msg, flush=True)
     if kick_cmd is None:
         return 1
-    peers = peers_mod.find_peers(install=not args.no_install)
-    mvd = peers.model_vs_data if args.judge in ("auto", "cctbx") else None
+    peers = peers_mod.find_peers(install=not args.no_install) if args.judge in ("auto", "cctbx") else None
+    mvd = peers.model_vs_data if peers is not None else None
     if args.judge == "cctbx" and mvd is None:
         print(f"cctbx unavailable: {peers.message}", file=sys.stderr)
         return 1
-    print("judge: " + ("cctbx mmtbx.model_vs_data" if mvd else "kickref.rfactor"), flush=True)
+    print("judge: " + ("none" if args.judge == "none" else "cctbx mmtbx.model_vs_data" if mvd else "kickref.rfactor"),
+          flush=True)
     started = dt.datetime.now()
+    load_start = os.getloadavg()
     batch_dir = WORK / "batch"
     entries, plans = plan(cases, candidates, args.options, batch_dir)
     missing = sorted(set(cases) - {e.name for e in entries})
@@ -176,7 +186,8 @@ def main(argv=None) -> int:
             files = (s.get("candidates") or {}).get(c.name, {}).get("files")
             if single and files:
                 row["identity"][c.name] = compare(Path(single["prefix"]), files)
-        if s.get("status") == "ok":
+        row["task_cpu_s"] = {c.name: _task_cpu(batch_dir / e.name / c.name) for c in candidates}
+        if s.get("status") == "ok" and args.judge != "none":
             data = judge_mod.plain_copy(e.data, WORK / "judge" / e.name, stem=f"{e.name}-data")
 
             def judged(model, tag, _e=e, _data=data):
@@ -202,30 +213,71 @@ def main(argv=None) -> int:
     judged_rows = [r for r in rows if r.get("r_free_chosen") is not None and r.get("r_free_start") is not None]
     both = [r for r in rows if r.get("r_free_chosen") is not None and r.get("r_free_default") is not None]
     ratio = bt["wall_s"] / single_wall if single_wall else None
+    cpu = cpu_accounting(singles, single_wall, bt, rows, args.workers or os.cpu_count() or 1)
     acceptance = {
         "wall_ratio": ratio,
         "wall_ratio_ok": None if ratio is None else ratio <= WALL_RATIO_MAX,
         "identical": None if not singles else all(v.get("identical") for r in rows for v in r["identity"].values()),
-        "never_above_start": all(r["r_free_chosen"] <= r["r_free_start"] for r in judged_rows),
+        "never_above_start": (all(r["r_free_chosen"] <= r["r_free_start"] for r in judged_rows)
+                              if judged_rows else None),
         "mean_r_free_chosen": _mean([r["r_free_chosen"] for r in both]),
         "mean_r_free_default": _mean([r["r_free_default"] for r in both]),
     }
     acceptance["mean_below_default"] = (None if not both else
                                         acceptance["mean_r_free_chosen"] < acceptance["mean_r_free_default"])
+    acceptance["wall_ratio_bound"] = cpu.get("ratio_bound")
     print(f"\nwall: batch {bt['wall_s']:.1f} s, singles {single_wall:.1f} s, ratio "
           f"{_f(ratio, 3)} (≤ {WALL_RATIO_MAX}: {acceptance['wall_ratio_ok']})")
     print(f"identical to singles: {acceptance['identical']}; chosen never above start (judge): "
           f"{acceptance['never_above_start']}; mean R-free chosen {_f(acceptance['mean_r_free_chosen'])} vs "
           f"default {_f(acceptance['mean_r_free_default'])}")
+    print_cpu(cpu)
     result = {"benchmark": "batch_bench", "started": started.isoformat(timespec="seconds"),
               "kickref": version, "judge": "cctbx" if mvd else "kickref", "cases": cases,
               "candidates": [{"name": c.name, "flags": c.flags} for c in candidates], "options": args.options,
-              "workers": args.workers, "batch": bt, "singles_wall_s": single_wall,
+              "workers": args.workers, "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+              "batch": bt, "singles_wall_s": single_wall, "cpu": cpu,
               "singles": {f"{k[0]}/{k[1]}": v for k, v in singles.items()}, "rows": rows, "acceptance": acceptance}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"wrote {args.json}")
     return 0
+
+
+def _task_cpu(folder: Path):
+    """CPU seconds of one batch task (its stamp's result row), None when not recorded."""
+    try:
+        return json.loads((folder / "task.json").read_text())["result"].get("cpu")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def cpu_accounting(singles: dict, single_wall: float, bt: dict, rows: list, n_cores: int) -> dict:
+    """Wall and CPU of the singles and the batch, per (entry, candidate) and in total, and the
+    lowest wall ratio the batch's CPU allows on ``n_cores``: (CPU(batch)/n_cores) / Σ wall(singles)."""
+    per = {}
+    for r in rows:
+        for cand, c in r.get("task_cpu_s", {}).items():
+            s = singles.get((r["entry"], cand), {})
+            per[f"{r['entry']}/{cand}"] = {"single_wall_s": s.get("wall_s"), "single_cpu_s": s.get("cpu_s"),
+                                           "task_cpu_s": c}
+    single_cpu = sum(v["cpu_s"] for v in singles.values()) if singles else None
+    task_cpu = [v["task_cpu_s"] for v in per.values()]
+    task_cpu = sum(task_cpu) if task_cpu and None not in task_cpu else None
+    out = {"n_cores": n_cores, "singles_wall_s": single_wall or None, "singles_cpu_s": single_cpu,
+           "singles_cores": single_cpu / single_wall if single_cpu and single_wall else None,
+           "batch_wall_s": bt["wall_s"], "batch_cpu_s": bt["cpu_s"], "batch_tasks_cpu_s": task_cpu,
+           "batch_cores": bt["cpu_s"] / bt["wall_s"] if bt["wall_s"] else None, "per_task": per}
+    out["ratio_bound"] = bt["cpu_s"] / n_cores / single_wall if single_wall else None
+    return out
+
+
+def print_cpu(c: dict) -> None:
+    print("\n| run | wall s | CPU s | cores used |\n|---|---|---|---|")
+    print(f"| Σ singles | {_f(c['singles_wall_s'], 1)} | {_f(c['singles_cpu_s'], 1)} | {_f(c['singles_cores'], 2)} |")
+    print(f"| batch | {_f(c['batch_wall_s'], 1)} | {_f(c['batch_cpu_s'], 1)} | {_f(c['batch_cores'], 2)} |")
+    print(f"batch tasks' own CPU: {_f(c['batch_tasks_cpu_s'], 1)} s; lowest wall ratio the batch's CPU allows on "
+          f"{c['n_cores']} cores: {_f(c['ratio_bound'], 3)}")
 
 
 def _f(v, n=4):

@@ -75,9 +75,10 @@ def open_client(scheduler: str | None = None, workers: int | None = None):
     from distributed import Client, LocalCluster
     if scheduler:
         return Client(scheduler), None
-    # numba pinned (its kernels give the same numbers on any thread count); BLAS threads left as
-    # they are: OpenBLAS's dot products over > 10^4 elements (L-BFGS) depend on its thread count,
-    # and a task must give what the same kickref refine gives on this machine
+    # numba pinned to one thread per worker; the nanny pins BLAS too (OMP/MKL/OPENBLAS_NUM_THREADS=1,
+    # dask config distributed.nanny.pre-spawn-environ). Neither changes results: the numba kernels
+    # and the products over atoms/reflections (kickref.core.linalg, no BLAS) give the same bits on
+    # any thread count, so a task gives what the same kickref refine gives alone
     with _sigint_ignored():              # Ctrl-C reaches the whole process group: only this process acts
         cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
                                dashboard_address=None, memory_limit=0, env={"NUMBA_NUM_THREADS": "1"})

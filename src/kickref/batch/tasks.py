@@ -67,7 +67,8 @@ def finished(job: Job) -> dict | None:
 
 def run_job(job: Job) -> dict:
     """Refine one (entry, candidate) as ``kickref refine`` does; returns the result row (status
-    'ok' with R, geometry, time, atoms, resolution and files, or 'error' with a one-line error)."""
+    'ok' with R, geometry, time and cpu (s: wall and this process's CPU, all threads), atoms,
+    resolution and files, or 'error' with a one-line error)."""
     done = finished(job)
     if done is not None:
         return {**done, "reused": True}
@@ -75,7 +76,7 @@ def run_job(job: Job) -> dict:
     from ..api import refine_to_files
     from ..core.errors import KickrefError
     lines: list = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     row = {"entry": job.entry, "candidate": job.candidate, "command": job.command}
     try:
         with warnings.catch_warnings():
@@ -88,7 +89,8 @@ def run_job(job: Job) -> dict:
     s = res.statistics
     row.update(status="ok", r_work=s.get("r_work"), r_free=s.get("r_free"), rmsd_bond=s.get("rmsd_bond"),
                rmsd_angle=s.get("rmsd_angle"), d_min=s.get("d_min"), n_atoms=res.model.n_atoms,
-               interrupted=res.interrupted, time=time.perf_counter() - t0, files=written,
+               interrupted=res.interrupted, time=time.perf_counter() - t0, cpu=time.process_time() - c0,
+               files=written,
                work_target=res.cycles[-1].target if res.cycles else None,
                target_kind=res.cycles[-1].target_kind if res.cycles else None)
     row = json_ready(row)

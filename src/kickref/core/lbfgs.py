@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .linalg import dot
 
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """a·b of two 1-D float arrays, the same bits whatever the BLAS thread count."""
-    return float(np.add.reduce(a * b))
+_dot = dot          # a·b, the same bits whatever the BLAS thread count (:mod:`kickref.core.linalg`)
 
 
 @dataclass

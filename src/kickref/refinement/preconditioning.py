@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.linalg import matvec
 from ..xtal.form_factors import form_factor
 
 FOUR_PI2 = 4.0 * np.pi ** 2
@@ -46,8 +47,8 @@ def xray_curvatures(xray, state, n_bins: int = 40) -> dict:
     b = state.b_eq()
     damp = np.exp(-np.outer(np.maximum(b, 0.0), s2b) / 2.0)             # (n, bins)
     base = 0.5 * nsym * (state.occ ** 2)[:, None] * f2[inv] * damp * A[None, :]
-    return {"xyz": base @ (FOUR_PI2 * s2b / 3.0),
-            "b": base @ ((s2b / 4.0) ** 2),
+    return {"xyz": matvec(base, FOUR_PI2 * s2b / 3.0),           # not base @ …: BLAS-thread-dependent bits
+            "b": matvec(base, (s2b / 4.0) ** 2),
             "occ": base.sum(axis=1) / np.maximum(state.occ ** 2, 1e-6)}
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import gemmi
 import numpy as np
 
+from ..core.linalg import matvec
+
 
 def centric_phases(hkl, spacegroup: gemmi.SpaceGroup) -> tuple:
     """(centric (n,) bool, φ_c (n,) radians in [0, π)): the centric flag and one of the two
@@ -58,7 +60,7 @@ def hl_centroid(abcd, centric=None, phic=None, n_steps: int = 360) -> tuple:
         logp = (a[i, None] * cos1 + b[i, None] * sin1 + c[i, None] * cos2 + d[i, None] * sin2)
         logp -= logp.max(axis=1, keepdims=True)
         p = np.exp(logp)
-        z[i] = (p @ eiphi) / p.sum(axis=1)
+        z[i] = matvec(p, eiphi) / p.sum(axis=1)
 
     cen = np.flatnonzero(centric)
     if len(cen):

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.adp import mat_to_sym6, sym6_to_mat
 from ..core.lbfgs import lbfgs
+from ..core.linalg import matvec, vecmat
 from ..core.reflections import bins_from_edges, equal_count_bins
 
 
@@ -90,7 +91,7 @@ class ScaleModel:
         return self.k_sol * np.exp(-self.b_sol * s2 / 4.0)
 
     def aniso_factor(self, q6):
-        return np.exp(-0.25 * (q6 @ self.b_aniso))
+        return np.exp(-0.25 * matvec(q6, self.b_aniso))
 
     def shell_factor(self, s2):
         if self.k_shell is None:
@@ -138,7 +139,7 @@ def fit_ls(fo, fc, fmask, s2, q6, basis, scale: ScaleModel | None = None,
         E = np.exp(-bs * s2 / 4.0)
         C = fc + ks * E * fmask if have_mask else fc
         aC = np.abs(C)
-        A = np.exp(-0.25 * (qb @ p))
+        A = np.exp(-0.25 * matvec(qb, p))
         M = A * aC
         k = _k_ls(fo, M)
         r = fo - k * M
@@ -158,7 +159,7 @@ def fit_ls(fo, fc, fmask, s2, q6, basis, scale: ScaleModel | None = None,
             dC_dbs = np.real(np.conj(C) * ks * E * (-s2 / 4.0) * fmask) / safe
             g[0] = np.sum(w * A * dC_dks)
             g[1] = np.sum(w * A * dC_dbs)
-        g[2:] = (w * M) @ (-0.25 * qb)
+        g[2:] = -0.25 * vecmat(w * M, qb)
         return g
 
     # initial values: coarse grid over k_sol, B_sol (or the previous fit)
@@ -217,7 +218,7 @@ def fit_ml(fo, sig, fc, fmask, s2, q6, basis, centric, eps, D, S, scale: ScaleMo
         E = np.exp(-bs * s2 / 4.0)
         C = fc + ks * E * fmask if have_mask else fc
         aC = np.abs(C)
-        A = np.exp(lk - 0.25 * (qb @ p)) * shell
+        A = np.exp(lk - 0.25 * matvec(qb, p)) * shell
         M = A * aC
         v, dv = ml_value_and_derivative(fo, sig, M, centric, eps, D, S)
         return E, C, aC, A, M, float(np.sum(v)), dv
@@ -230,7 +231,7 @@ def fit_ml(fo, sig, fc, fmask, s2, q6, basis, centric, eps, D, S, scale: ScaleMo
             safe = np.maximum(aC, 1e-12)
             g[1] = np.sum(w * A * np.real(np.conj(C) * E * fmask) / safe)
             g[2] = np.sum(w * A * np.real(np.conj(C) * theta[1] * E * (-s2 / 4.0) * fmask) / safe)
-        g[3:] = (w * M) @ (-0.25 * qb)
+        g[3:] = -0.25 * vecmat(w * M, qb)
         return v, g
 
     p0 = np.linalg.lstsq(basis.T, scale.b_aniso, rcond=None)[0]
