@@ -70,9 +70,11 @@ def add_parser(sub):
                         "and each cycle")
     g.add_argument("--adp-weight", type=non_negative, default=D.adp_weight,
                    help=f"scale of the ADP restraints, ≥ 0 (0: off; default {D.adp_weight})")
-    g.add_argument("--adp-restraints", choices=["kl", "simple"], default=D.adp_restraints,
-                   help="kl: KL-divergence similarity of neighbouring atoms (default); simple: B similarity "
-                        "of bonded atoms and U similarity/rigid bond")
+    g.add_argument("--adp-restraints", choices=["auto", "kl", "simple"], default=D.adp_restraints,
+                   help="kl: KL-divergence similarity of neighbouring atoms; simple: B similarity "
+                        "of bonded atoms and U similarity/rigid bond; auto (default): kl at d_min ≥ 1.2 Å, "
+                        "simple at atomic resolution below (the relative KL measure is tightest for the "
+                        "low-B atoms those data determine best)")
     g.add_argument("--overall-b", choices=["atoms", "scale"], default="atoms" if D.overall_b_to_atoms else "scale",
                    help="atoms (default): at each full re-phase the isotropic B of the overall scale moves "
                         "into the atoms' B (F_model unchanged); scale: it stays in the scale")

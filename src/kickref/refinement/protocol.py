@@ -29,7 +29,8 @@ from .energy import Energy
 from .minimize import StopFlag, minimize_energy
 from ..core.adp import EIGHT_PI2
 from .parameters import B_MIN, CombinedParameters, Parameters, find_occupancy_groups
-from .weighting import (BOND_RMSD_REFINE, adjust_weight, bond_rmsd_for_resolution, equal_chunk,
+from .weighting import (BOND_RMSD_REFINE, adjust_weight, adp_restraints_for_resolution,
+                        bond_rmsd_for_resolution, equal_chunk,
                         initial_weight, minimize_in_chunks, restraint_terms, xyz_parameters)
 
 
@@ -75,8 +76,10 @@ class RefineOptions:
                                        # coordinates, then ADPs; 'auto': alternate for a cycle that
                                        # starts with R-work > far_r_work, combined otherwise
     far_r_work: float = 0.25           # 'auto': above this R-work the model is far from the data
-    adp_restraints: str = "kl"         # 'kl': KL-divergence similarity of neighbours (+ rigid bond);
-                                       # 'simple': B similarity of bonded atoms, U similarity
+    adp_restraints: str = "auto"       # 'kl': KL-divergence similarity of neighbours (+ rigid bond);
+                                       # 'simple': B similarity of bonded atoms, U similarity;
+                                       # 'auto': kl at d_min ≥ 1.2 Å, simple below
+                                       # (weighting.adp_restraints_for_resolution)
     term_scales: dict = field(default_factory=dict)   # {term name: scale}; 0 switches a term off
     h_b_factor: float = 1.2            # B of a riding H = this × B_eq of its parent
     scale_target: str = "ls"           # bulk solvent and aniso scale fitted by 'ls' or refitted by 'ml'
@@ -188,6 +191,13 @@ class Refinement:
             f = float(np.clip(0.5 * (data.d_min / 2.3) ** 3, 0.15, 0.5))
         restraints.params.adp_kl_iso_factor = float(f)
         terms = restraint_terms(restraints)          # without the bonded ones of riding H
+        if o.adp_restraints == "auto":
+            o = self.options = replace(o, adp_restraints=adp_restraints_for_resolution(data.d_min))
+            if o.adp_restraints != "kl":
+                self.log(f"ADP restraints: {o.adp_restraints} (absolute U differences; atomic "
+                         f"resolution: d_min {data.d_min:.2f} Å)")
+        if o.adp_restraints not in ("kl", "simple"):
+            raise ValueError(f"adp_restraints must be auto, kl or simple, not {o.adp_restraints!r}")
         off = ({"b_similarity", "adp_similarity"} if o.adp_restraints == "kl" else {"adp_kl"})
         for t in terms:
             if t.name in off:

@@ -249,9 +249,17 @@ def _extract(R, topo, params):
     c = np.array(ch, dtype=np.float64).reshape(-1, 6)
     keep = np.isfinite(c[:, 4]) & (c[:, 4] > 0)
     c = c[keep]
-    R.chirals = ChiralTerm(c[:, :4].astype(np.int64),
-                           np.where(c[:, 5] == 0, c[:, 4], c[:, 4] * c[:, 5]),
-                           np.full(len(c), params.chiral_sigma), c[:, 5] == 0)
+    idx = c[:, :4].astype(np.int64)
+    sign = c[:, 5].copy()
+    pseudo = _pseudo_chiral(R.model, idx[:, 0], sign != 0, R.bonds.idx, R.bonds.ideal)
+    if pseudo.any():
+        sign[pseudo] = 0.0
+        names = sorted({f"{R.model.resname[i]} {R.model.atom_name[i]}" for i in idx[pseudo, 0]})
+        R.log.append(f"chirality: {int(pseudo.sum())} signed centre(s) with two equivalent terminal "
+                     f"substituents ({', '.join(names)}) restrained on |V|, either hand (their sign is "
+                     f"a naming convention, not stereochemistry)")
+    R.chirals = ChiralTerm(idx, np.where(sign == 0, c[:, 4], c[:, 4] * sign),
+                           np.full(len(c), params.chiral_sigma), sign == 0)
     atoms, start, sig, lab = [], [0], [], []
     for p in topo.planes:
         if len(p.atoms) < 4 or p.restr.esd <= 0:
@@ -261,6 +269,40 @@ def _extract(R, topo, params):
         sig.append(p.restr.esd)
         lab.append(p.restr.label)
     R.planes = PlaneTerm(atoms, start, sig, lab)
+
+
+def _pseudo_chiral(model, centre, signed, bonds, ideal, tol: float = 0.02) -> np.ndarray:
+    """(m,) bool: which ``signed`` chiral centres (atom indices ``centre``) are pseudo-chiral, i.e.
+    have two equivalent terminal substituents: non-H atoms of one element bonded to no other
+    non-H atom, with as many H neighbours and ideal bonds to the centre equal within ``tol`` Å
+    (``bonds`` (k, 2) atom pairs, ``ideal`` (k,) lengths). Swapping the two names inverts the
+    volume, so the library's sign there is a naming convention (LEU CG and VAL CB are 'both' in
+    the CCP4 library; MLE CG, the same centre, is 'negativ', and 6mw0 names its methyls the
+    other way: restrained on the sign, the methyls were pulled through the centre).
+    """
+    m = len(centre)
+    if not signed.any() or not len(bonds):
+        return np.zeros(m, bool)
+    n = model.n_atoms
+    h = np.asarray(model.is_hydrogen, bool)
+    e = np.concatenate([bonds, bonds[:, ::-1]])            # directed: (atom, neighbour)
+    d = np.concatenate([ideal, ideal])
+    n_heavy = np.bincount(e[:, 0], weights=~h[e[:, 1]], minlength=n)
+    n_h = np.bincount(e[:, 0], weights=h[e[:, 1]], minlength=n).astype(np.int64)
+    row = np.full(n, -1, np.int64)
+    row[centre[signed]] = np.flatnonzero(signed)           # atom → its signed centre row
+    k = (row[e[:, 0]] >= 0) & ~h[e[:, 1]] & (n_heavy[e[:, 1]] == 1)
+    if not k.any():
+        return np.zeros(m, bool)
+    nb = e[k, 1]
+    _, el = np.unique(model.element[nb].astype(str), return_inverse=True)
+    r, length = row[e[k, 0]], d[k]
+    o = np.lexsort((length, n_h[nb], el, r))                # sorted by centre, element, nH, length
+    same = ((r[o][1:] == r[o][:-1]) & (el[o][1:] == el[o][:-1]) & (n_h[nb][o][1:] == n_h[nb][o][:-1])
+            & (np.abs(length[o][1:] - length[o][:-1]) <= tol))
+    out = np.zeros(m, bool)
+    out[r[o][1:][same]] = True
+    return out
 
 
 def _links(R, st, topo, n_records, n_polymer):
