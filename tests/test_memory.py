@@ -53,3 +53,45 @@ def test_rice_and_foldnorm_match_scipy_stats():
         assert np.array_equal(cdf, ref_cdf, equal_nan=True)
         assert np.array_equal(sf, ref_sf, equal_nan=True)
     assert np.isnan(cdf[2]) and cdf[0] == 0.0 and sf[0] == 1.0 and cdf[1] == 1.0 and sf[1] == 0.0
+
+
+def test_rfftn_float64_is_bitwise_rfftn():
+    from kickref.xtal.bulk_solvent import rfftn_float64
+    rng = np.random.default_rng(3)
+    for shape in [(12, 18, 30), (9, 10, 15), (5, 7, 1)]:
+        g = (rng.random(shape) > 0.4).astype(np.uint8)
+        ref = scipy.fft.rfftn(g.astype(np.float32).astype(np.float64))
+        for chunk in (1 << 21, 200, 1):
+            assert np.array_equal(rfftn_float64(g, chunk), ref)
+
+
+def test_solvent_mask_keeps_only_uint8_mask_and_fmask_at_matches():
+    import gemmi
+    from kickref.xtal.bulk_solvent import SolventMask
+    st = gemmi.Structure()
+    st.cell = gemmi.UnitCell(20, 22, 24, 90, 90, 90)
+    st.spacegroup_hm = "P 21 21 21"
+    m = gemmi.Model("1")
+    ch = gemmi.Chain("A")
+    for k, xyz in enumerate([(3, 4, 5), (10, 11, 6), (15, 2, 20)]):
+        r = gemmi.Residue()
+        r.name, r.seqid = "HOH", gemmi.SeqId(k + 1, " ")
+        a = gemmi.Atom()
+        a.name, a.element, a.pos, a.occ = "O", gemmi.Element("O"), gemmi.Position(*xyz), 1.0
+        r.add_atom(a)
+        ch.add_residue(r)
+    m.add_chain(ch)
+    st.add_model(m)
+    sg = gemmi.SpaceGroup(st.spacegroup_hm)
+    hkl = np.array([[h, k, l] for h in range(0, 4) for k in range(-3, 4) for l in range(-3, 4)
+                    if (h, k, l) != (0, 0, 0)], dtype=np.int32)
+    mask = SolventMask(st.cell, sg, hkl, d_min=2.0)
+    assert not mask.computed
+    f = mask.fmask(st)
+    assert mask.computed and mask._mask.dtype == np.uint8 and set(np.unique(mask._mask)) <= {0, 1}
+    assert 0.5 < mask.solvent_fraction < 1.0
+    # the old way: rfftn of the float mask, gathered
+    X = scipy.fft.rfftn(mask._mask.astype(np.float64))
+    ref = mask.lookup.gather(X) * (mask.volume / mask.n_points)
+    assert np.array_equal(f, ref)
+    assert np.array_equal(mask.fmask_at(hkl[::-1]), f[::-1])

@@ -232,6 +232,7 @@ class StructureFactorCalculator:
             blur = self.blur_for(state)
             grid = self.density(state, elements, blur)
             X = scipy.fft.rfftn(grid, workers=N_THREADS)
+            del grid                                   # not needed for the gather (memory)
             G = self.lookup.gather(X)
             return G * (self.volume / self.n_points) * np.exp(blur * self.s2 / 4.0)
 
@@ -241,7 +242,11 @@ class StructureFactorCalculator:
         Y = self.lookup.scatter(coef)
         if self.dtype == np.float32:
             Y = Y.astype(np.complex64)
-        return scipy.fft.irfftn(Y, s=self.shape, workers=N_THREADS) * np.float32(self.n_points)
+        # Y is scratch: transformed in place (no copy), and the map scaled in place
+        gmap = scipy.fft.irfftn(Y, s=self.shape, workers=N_THREADS, overwrite_x=True)
+        del Y
+        gmap *= np.float32(self.n_points)
+        return gmap
 
     def gradient(self, state: AtomState, elements, dT_dF: np.ndarray, want=("xyz", "adp", "occ")) -> AtomGradient:
         """dT/d(xyz, B, U, occ) for a target T with D(h) = ∂T/∂Re F + i ∂T/∂Im F.
