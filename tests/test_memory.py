@@ -63,6 +63,8 @@ def test_rfftn_float64_is_bitwise_rfftn():
         ref = scipy.fft.rfftn(g.astype(np.float32).astype(np.float64))
         for chunk in (1 << 21, 200, 1):
             assert np.array_equal(rfftn_float64(g, chunk), ref)
+        for m in sorted({1, min(3, shape[2] // 2 + 1), shape[2] // 2 + 1}):
+            assert np.array_equal(rfftn_float64(g, 200, columns=m), ref[:, :, :m])
 
 
 def test_solvent_mask_keeps_only_uint8_mask_and_fmask_at_matches():
@@ -95,3 +97,7 @@ def test_solvent_mask_keeps_only_uint8_mask_and_fmask_at_matches():
     ref = mask.lookup.gather(X) * (mask.volume / mask.n_points)
     assert np.array_equal(f, ref)
     assert np.array_equal(mask.fmask_at(hkl[::-1]), f[::-1])
+    assert mask._cut[0] < mask.lookup.half_shape[2]        # the transform was cut
+    low = hkl[np.abs(hkl[:, 2]) <= 1]
+    assert np.array_equal(mask.fmask_at(low), mask.lookup.gather(X)[np.abs(hkl[:, 2]) <= 1]
+                          * (mask.volume / mask.n_points))

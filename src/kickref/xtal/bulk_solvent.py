@@ -30,6 +30,7 @@ class SolventMask:
         shape = tuple(grid.shape)
         self.shape = shape
         self.lookup = ReciprocalLookup(self.hkl, shape, np.eye(3)[None], np.zeros((1, 3)))
+        self._cut = self.lookup.truncated()     # only the columns of the transform the data use
         self.volume = cell.volume
         self.n_points = int(np.prod(shape))
         self.solvent_fraction = None
@@ -66,33 +67,40 @@ class SolventMask:
         self._mask = mask
         return mask
 
-    def _transform(self) -> np.ndarray:
-        """rfftn of the last mask (complex128 half grid), computed afresh (not stored: 8 bytes
-        per grid point)."""
-        return rfftn_float64(self._mask)
+    def _transform(self, columns: int | None = None) -> np.ndarray:
+        """rfftn of the last mask (complex128 half grid; its first ``columns`` entries along the
+        last axis only), computed afresh (not stored: 8 bytes per grid point)."""
+        return rfftn_float64(self._mask, columns=columns)
 
     def fmask(self, structure: gemmi.Structure) -> np.ndarray:
         """Complex Fmask(h) for the model ``structure`` (its first model; positions as stored)."""
         self.mask_array(structure)
-        return self.lookup.gather(self._transform()) * (self.volume / self.n_points)
+        m, index = self._cut
+        return self.lookup.gather(self._transform(m), index) * (self.volume / self.n_points)
 
     def fmask_at(self, hkl) -> np.ndarray:
         """Fmask of the last mask computed by :meth:`fmask`, at other reflections ``hkl``."""
         lookup = ReciprocalLookup(np.asarray(hkl, dtype=np.int32), self.shape,
                                   np.eye(3)[None], np.zeros((1, 3)))
-        return lookup.gather(self._transform()) * (self.volume / self.n_points)
+        m, index = lookup.truncated()
+        return lookup.gather(self._transform(m), index) * (self.volume / self.n_points)
 
 
-def rfftn_float64(grid: np.ndarray, chunk_points: int = 1 << 21) -> np.ndarray:
-    """``scipy.fft.rfftn(grid.astype(np.float64))`` of a 3-D grid, bitwise identical, without the
-    float64 copy of the whole grid: the real-to-complex transform along the last axis is taken
-    in slabs of about ``chunk_points`` points, then the complex transforms along axes 0 and 1
-    (in that order, as rfftn does) in place. Peak: the complex128 output (8 bytes per point)
-    plus one slab, instead of 16 bytes per point plus the input copy."""
+def rfftn_float64(grid: np.ndarray, chunk_points: int = 1 << 21, columns: int | None = None) -> np.ndarray:
+    """``scipy.fft.rfftn(grid.astype(np.float64))[:, :, :columns]`` of a 3-D grid, bitwise
+    identical, without the float64 copy of the whole grid: the real-to-complex transform along
+    the last axis is taken in slabs of about ``chunk_points`` points, keeping its first
+    ``columns`` outputs (default: all, n2//2 + 1), then the complex transforms along axes 0 and 1
+    (in that order, as rfftn does) in place. Peak: the (cut) complex128 output (8 bytes per
+    point) plus one slab, instead of 16 bytes per point plus the input copy."""
     n0, n1, n2 = grid.shape
-    out = np.empty((n0, n1, n2 // 2 + 1), dtype=np.complex128)
+    m = n2 // 2 + 1 if columns is None else int(columns)
+    if not 1 <= m <= n2 // 2 + 1:
+        raise ValueError(f"columns must be 1..{n2 // 2 + 1}, not {columns}")
+    out = np.empty((n0, n1, m), dtype=np.complex128)
     step = max(1, chunk_points // max(1, n1 * n2))
     for i in range(0, n0, step):
-        out[i:i + step] = scipy.fft.rfft(grid[i:i + step].astype(np.float64), axis=2, workers=N_THREADS)
+        out[i:i + step] = scipy.fft.rfft(grid[i:i + step].astype(np.float64), axis=2,
+                                         workers=N_THREADS)[:, :, :m]
     out = scipy.fft.fft(out, axis=0, overwrite_x=True, workers=N_THREADS)
     return scipy.fft.fft(out, axis=1, overwrite_x=True, workers=N_THREADS)

@@ -84,12 +84,22 @@ class ReciprocalLookup:
         self.index_neg = (j0 * n1 + j1) * h2 + i2
         self.nref, self.nops = nref, nops
 
-    def gather(self, X: np.ndarray) -> np.ndarray:
-        """Σ_j phase_j · G(R_jᵀ h) for each h, from the rfftn output X (G = conj of the DFT)."""
+    def gather(self, X: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+        """Σ_j phase_j · G(R_jᵀ h) for each h, from the rfftn output X (G = conj of the DFT).
+        ``index``: flat indices into X to use instead of :attr:`index` (for a truncated X, see
+        :meth:`truncated`)."""
         flat = X.reshape(-1)
-        v = flat[self.index]
+        v = flat[self.index if index is None else index]
         v = np.where(self.stored, np.conj(v), v)
         return np.einsum("no,no->n", v, self.phase)
+
+    def truncated(self) -> tuple[int, np.ndarray]:
+        """(m, index): the number m of leading entries along the half grid's last axis that the
+        reflections use, and the flat indices into a half grid cut to (n0, n1, m)."""
+        h2 = self.half_shape[2]
+        i2 = self.index % h2
+        m = int(i2.max()) + 1 if i2.size else 1
+        return m, (self.index // h2) * m + i2
 
     def scatter(self, coef: np.ndarray) -> np.ndarray:
         """Half-complex array Y such that N·irfftn(Y) = Re Σ_{h,j} conj(coef_h) e^{-2πi h·t_j}…
