@@ -101,3 +101,30 @@ def test_solvent_mask_keeps_only_uint8_mask_and_fmask_at_matches():
     low = hkl[np.abs(hkl[:, 2]) <= 1]
     assert np.array_equal(mask.fmask_at(low), mask.lookup.gather(X)[np.abs(hkl[:, 2]) <= 1]
                           * (mask.volume / mask.n_points))
+
+
+def test_spread_parallel_equals_chunks_added_in_order():
+    from kickref.xtal import density_kernels as K
+    from kickref.xtal.form_factors import N_GAUSS
+    rng = np.random.default_rng(7)
+    n, shape, edge = 37, (24, 30, 36), np.array([20.0, 25.0, 30.0])
+    step = np.diag(edge / np.array(shape))
+    g = step.T @ step
+    g6 = np.array([g[0, 0], g[1, 1], g[2, 2], g[0, 1], g[0, 2], g[1, 2]])
+    recip_len = np.array(shape) / edge
+    bt = rng.uniform(5, 40, (n, N_GAUSS))
+    amp = rng.uniform(0.1, 3, (n, N_GAUSS)) * (4 * np.pi / bt) ** 1.5
+    quad = (4 * np.pi ** 2 / bt)[:, :, None] * g6[None, None, :]
+    radius = rng.uniform(1.5, 3.0, n)
+    centers = rng.uniform(0, 1, (n, 3)) * np.array(shape)
+    for n_threads in (1, 2, 3):
+        grid = np.zeros(shape, np.float32)
+        K.spread_parallel(grid, centers, amp, quad, radius, g, recip_len, n_threads)
+        chunk = (n + n_threads - 1) // n_threads
+        ref = np.zeros(shape, np.float32)
+        for t in range(n_threads):
+            part = np.zeros(shape, np.float32)
+            sl = slice(t * chunk, min(n, (t + 1) * chunk))
+            K.spread(part, centers[sl], amp[sl], quad[sl], radius[sl], g, recip_len)
+            ref += part
+        assert np.array_equal(grid, ref) and grid.max() > 0
