@@ -11,6 +11,7 @@ BENCHES = [
     ("geometry energy vs one Fc", ["geometry_bench.py"]),
     ("refinement: kickref vs servalcat, judged by cctbx", ["refine_bench.py", "--reuse"]),
     ("refinement time and memory per phase (profile)", ["profile_bench.py"]),
+    ("peak memory: kickref vs servalcat, single-threaded", ["memory_bench.py", "--reuse"]),
     ("kick refinement vs plain refinement from 0.8 Å-shaken starts", ["kick_bench.py"]),
     ("figure: kick map next to the plain 2mFo-DFc map (1cbs)", ["kick_map_figure.py"]),
     ("model bias: averaged kick maps vs the plain σA map from a model with deliberate errors (1cbs)",

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import gemmi
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 
 @dataclass
@@ -108,6 +107,7 @@ def riding_setup(R, model) -> Riding:
             continue
         pos = np.array(pos)
         dist = np.linalg.norm(xyz[group][:, None, :] - pos[None, :, :], axis=2)
+        from scipy.optimize import linear_sum_assignment   # not imported with kickref (~13 MB)
         rows, cols = linear_sum_assignment(dist)
         for r, c in zip(rows, cols):
             if dist[r, c] < 0.5:

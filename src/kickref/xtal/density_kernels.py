@@ -150,16 +150,21 @@ def spread(grid, centers, amp, quad, radius, g, recip_len):
 
 @nb.njit(cache=True, parallel=True)
 def spread_parallel(grid, centers, amp, quad, radius, g, recip_len, n_threads):
-    """As :func:`spread`, with atoms split over ``n_threads`` private grids that are summed."""
+    """As :func:`spread`, with atoms split over ``n_threads`` chunks: the first spread into
+    ``grid`` itself (which must be zero on entry), the others into private grids that are then
+    added in order (n_threads − 1 extra grids)."""
     n_atoms = centers.shape[0]
-    parts = np.zeros((n_threads,) + grid.shape, dtype=grid.dtype)
+    parts = np.zeros((max(n_threads - 1, 0),) + grid.shape, dtype=grid.dtype)
     chunk = (n_atoms + n_threads - 1) // n_threads
     for t in nb.prange(n_threads):
         a = t * chunk
         b = min(n_atoms, a + chunk)
         if a < b:
-            spread(parts[t], centers[a:b], amp[a:b], quad[a:b], radius[a:b], g, recip_len)
-    for t in range(n_threads):
+            if t == 0:
+                spread(grid, centers[a:b], amp[a:b], quad[a:b], radius[a:b], g, recip_len)
+            else:
+                spread(parts[t - 1], centers[a:b], amp[a:b], quad[a:b], radius[a:b], g, recip_len)
+    for t in range(n_threads - 1):
         grid += parts[t]
 
 

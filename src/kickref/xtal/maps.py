@@ -110,6 +110,6 @@ def _fmodel_for(fmodel, hkl, state):
     s2 = np.asarray(fmodel.cell.calculate_1_d2_array(hkl), dtype=float)
     q6 = quad_forms(cartesian_s(fmodel.cell, hkl))
     fmask = np.zeros(len(hkl), complex)
-    if fmodel.bulk_solvent and getattr(fmodel.mask, "_transform", None) is not None:
+    if fmodel.bulk_solvent and fmodel.mask is not None and fmodel.mask.computed:
         fmask = fmodel.mask.fmask_at(hkl)
     return fmodel.scale.fmodel(fc, fmask, s2, q6)

@@ -84,12 +84,22 @@ class ReciprocalLookup:
         self.index_neg = (j0 * n1 + j1) * h2 + i2
         self.nref, self.nops = nref, nops
 
-    def gather(self, X: np.ndarray) -> np.ndarray:
-        """Σ_j phase_j · G(R_jᵀ h) for each h, from the rfftn output X (G = conj of the DFT)."""
+    def gather(self, X: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+        """Σ_j phase_j · G(R_jᵀ h) for each h, from the rfftn output X (G = conj of the DFT).
+        ``index``: flat indices into X to use instead of :attr:`index` (for a truncated X, see
+        :meth:`truncated`)."""
         flat = X.reshape(-1)
-        v = flat[self.index]
+        v = flat[self.index if index is None else index]
         v = np.where(self.stored, np.conj(v), v)
         return np.einsum("no,no->n", v, self.phase)
+
+    def truncated(self) -> tuple[int, np.ndarray]:
+        """(m, index): the number m of leading entries along the half grid's last axis that the
+        reflections use, and the flat indices into a half grid cut to (n0, n1, m)."""
+        h2 = self.half_shape[2]
+        i2 = self.index % h2
+        m = int(i2.max()) + 1 if i2.size else 1
+        return m, (self.index // h2) * m + i2
 
     def scatter(self, coef: np.ndarray) -> np.ndarray:
         """Half-complex array Y such that N·irfftn(Y) = Re Σ_{h,j} conj(coef_h) e^{-2πi h·t_j}…
@@ -232,6 +242,7 @@ class StructureFactorCalculator:
             blur = self.blur_for(state)
             grid = self.density(state, elements, blur)
             X = scipy.fft.rfftn(grid, workers=N_THREADS)
+            del grid                                   # not needed for the gather (memory)
             G = self.lookup.gather(X)
             return G * (self.volume / self.n_points) * np.exp(blur * self.s2 / 4.0)
 
@@ -241,7 +252,11 @@ class StructureFactorCalculator:
         Y = self.lookup.scatter(coef)
         if self.dtype == np.float32:
             Y = Y.astype(np.complex64)
-        return scipy.fft.irfftn(Y, s=self.shape, workers=N_THREADS) * np.float32(self.n_points)
+        # Y is scratch: transformed in place (no copy), and the map scaled in place
+        gmap = scipy.fft.irfftn(Y, s=self.shape, workers=N_THREADS, overwrite_x=True)
+        del Y
+        gmap *= np.float32(self.n_points)
+        return gmap
 
     def gradient(self, state: AtomState, elements, dT_dF: np.ndarray, want=("xyz", "adp", "occ")) -> AtomGradient:
         """dT/d(xyz, B, U, occ) for a target T with D(h) = ∂T/∂Re F + i ∂T/∂Im F.
