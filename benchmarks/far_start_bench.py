@@ -167,7 +167,8 @@ def acceptance(rows, starts, settings) -> dict:
         per = []
         for s in starts:
             kr = find(s, "kick", kick_index=k)
-            pr = next((r for r in rows if kr and r.get("row_id") == kr.get("matched_plain")), None)
+            pr = next((r for r in rows if kr and kr.get("matched_plain")
+                       and r.get("row_id") == kr["matched_plain"]), None)
             v = [_val(kr, "r_free"), _val(pr, "r_free"), _val(kr, "all_atom_rmsd"),
                  _val(pr, "all_atom_rmsd")]
             nk, npl = (kr or {}).get("n_eval"), (pr or {}).get("n_eval")
@@ -242,7 +243,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=str(RESULTS), help="results file")
     ap.add_argument("--work", default=str(WORK), help="scratch folder (default benchmarks/work/far_bench)")
     args = ap.parse_args(argv)
-    work = Path(args.work)
+    work = Path(args.work).resolve()
 
     starts = [s for s in args.starts.split(",") if s]
     bad = [s for s in starts if s not in fs.MR and s not in fs.FAR]
