@@ -20,6 +20,8 @@ BENCHES = [
      ["gamma_partial.py"]),
     ("far starts (MR-like 4hg7 from 4qo4; 1cbs, 3zt9 with local-minimum errors): build + R",
      ["far_starts.py"]),
+    ("from the far starts: kickref plain (budget-matched) / default / kick vs servalcat (cctbx judge)",
+     ["far_start_bench.py", "--reuse"]),
     ("kickref batch vs the same refinements one by one: wall ratio, identity, choice (cctbx judge)",
      ["batch_bench.py"]),
     ("TLS: R-free with and without --tls chain on 1cbs and 4iid (cctbx judge)", ["tls_bench.py"]),
