@@ -66,6 +66,9 @@ CANDIDATES = {
     "bond0.010": ["--bond-rmsd", "0.010"],
     "bond0.012": ["--bond-rmsd", "0.012"],
     "bond0.006": ["--bond-rmsd", "0.006"],
+    "bond0.005": ["--bond-rmsd", "0.005"],
+    "bond0.004": ["--bond-rmsd", "0.004"],
+    "bond0.007": ["--bond-rmsd", "0.007"],
     "adp0.3": ["--adp-weight", "0.3"],               # half the default ADP restraint scale
     "bond0.010+adp0.3": ["--bond-rmsd", "0.010", "--adp-weight", "0.3"],
 }
@@ -78,6 +81,15 @@ def case_d_min(case: str) -> float:
     info = json.loads((rb.SHARED / "data" / case / "case.json").read_text())
     found = _find_key(info, "d_min")
     return float(found)
+
+
+def refl_per_atom(case: str):
+    """Reflections per non-H atom of the case (case.json counts), a data-to-parameter proxy."""
+    info = json.loads((rb.SHARED / "data" / case / "case.json").read_text())
+    n_refl, atoms = _find_key(info.get("data", {}), "n_refl"), info.get("model", {}).get("atoms")
+    if not n_refl or not atoms:
+        return None
+    return n_refl / max(atoms - (info["model"].get("H_atoms") or 0), 1)
 
 
 def _find_key(obj, key):
@@ -197,7 +209,8 @@ def matrix(cases, candidates, runs, serval) -> dict:
     m = {}
     for case in cases:
         s, sname = metric(serval.get(case, {}).get("judge", {}))
-        row = {"servalcat": s, "metric": sname, "kickref": {}, "delta": {}, "bond": {}}
+        row = {"servalcat": s, "metric": sname, "d_min": case_d_min(case),
+               "refl_per_atom": refl_per_atom(case), "kickref": {}, "delta": {}, "bond": {}}
         for cand in candidates:
             r = runs.get((case, run_dir_name(case, cand)))
             v, name = metric(r["judge"]) if r else (None, None)
@@ -206,6 +219,8 @@ def matrix(cases, candidates, runs, serval) -> dict:
             row["delta"][cand] = None if v is None or s is None else v - s
             if name and sname and name != sname:
                 row["metric_mismatch"] = f"{name} vs servalcat {sname}"
+        have = {c: v for c, v in row["delta"].items() if v is not None}
+        row["best"] = min(have, key=have.get) if have else None     # per-case oracle (in-sample)
         m[case] = row
     return m
 
@@ -231,7 +246,13 @@ def loo(cases, candidates, mat, exclude=()):
             out.append({"held_out": h, "error": "no result on the held-out case"})
             continue
         train = [t for t in cases if t != h and t not in exclude]
+        covered = [t for t in train if all(mat[t]["delta"][c] is not None for c in avail)]
+        if len(covered) < len(train) - 1:       # more than one training case lacks a candidate:
+            avail = [c for c in avail if all(mat[t]["delta"][c] is not None for t in train)]
         chosen, scores, used = choose(train, avail, mat)
+        if chosen is None:
+            out.append({"held_out": h, "error": "no training case with every candidate"})
+            continue
         k, s, d = mat[h]["kickref"][chosen], mat[h]["servalcat"], mat[h]["kickref"]["default"]
         out.append({"held_out": h, "metric": mat[h]["metric"], "chosen": chosen,
                     "candidates_tested": avail, "train_cases": used,
@@ -252,13 +273,15 @@ def fmt(x, f=".4f", sign=False):
 def tables(cases, candidates, mat, rows, rows_alt) -> str:
     lines = ["matrix: metric (R-free; 6mw0 R-work) of kickref per candidate, servalcat's, and the "
              "bond RMSD (Å) of each run", ""]
-    head = f"{'case':<6} {'serv':>7} " + " ".join(f"{c:>16}" for c in candidates)
+    head = (f"{'case':<6} {'d_min':>5} {'refl/at':>7} {'serv':>7} " + " ".join(f"{c:>16}" for c in candidates)
+            + "  best")
     lines += [head, "-" * len(head)]
     for case in cases:
         r = mat[case]
-        cells = " ".join(f"{fmt(r['kickref'][c]) + ' (' + fmt(r['bond'][c], '.4f')[1:] + ')':>16}"
+        cells = " ".join(f"{fmt(r['kickref'][c]) + ('' if r['bond'][c] is None else ' (' + fmt(r['bond'][c])[1:] + ')'):>16}"
                          for c in candidates)
-        lines.append(f"{case:<6} {fmt(r['servalcat']):>7} {cells}")
+        lines.append(f"{case:<6} {r['d_min']:>5.2f} {fmt(r['refl_per_atom'], '.1f'):>7} "
+                     f"{fmt(r['servalcat']):>7} {cells}  {r['best']}")
     lines += ["", "leave-one-case-out (rule: min mean Δ over the other cases; alt: peptides and 6mw0 "
               "left out of the training mean)", ""]
     head = (f"{'held out':<8} {'metric':<6} {'chosen':<17} {'kickref':>7} {'servalcat':>9} {'Δ serv':>7} "
