@@ -92,6 +92,24 @@ def refl_per_atom(case: str):
     return n_refl / max(atoms - (info["model"].get("H_atoms") or 0), 1)
 
 
+def n_free(case: str) -> int:
+    """Test-set reflections of the case: case.json's n_free, else counted in the MTZ (free flag
+    value with a measured amplitude), 0 without a test set."""
+    info = json.loads((rb.SHARED / "data" / case / "case.json").read_text())
+    data = info.get("data", {})
+    if data.get("n_free") is not None:
+        return int(data["n_free"])
+    ri = data.get("refl_info", {})
+    if ri.get("format") != "MTZ" or not ri.get("free_column"):
+        return 0
+    import gemmi
+    import numpy as np
+    mtz = gemmi.read_mtz_file(str(rb.SHARED / "data" / case / info["reflection_file"]))
+    flag = np.array(mtz.column_with_label(ri["free_column"]), copy=False)
+    f = np.array(mtz.column_with_label(ri["data_columns"][0]), copy=False)
+    return int(((flag == ri.get("free_value_used", 0)) & ~np.isnan(f)).sum())
+
+
 def _find_key(obj, key):
     if isinstance(obj, dict):
         if key in obj:
@@ -225,19 +243,21 @@ def matrix(cases, candidates, runs, serval) -> dict:
     return m
 
 
-def choose(train, candidates, mat):
+def choose(train, candidates, mat, weights=None):
     """The candidate minimizing the mean delta over ``train`` (cases where every candidate has a
-    result); ties within TIE go to the first candidate (the default). Returns (cand, scores, used)."""
+    result), weighted by ``weights`` (case -> weight; None: equal); ties within TIE go to the
+    first candidate (the default). Returns (cand, scores, used)."""
     used = [t for t in train if all(mat[t]["delta"][c] is not None for c in candidates)]
-    if not used:
+    w = {t: 1.0 if weights is None else weights.get(t, 0.0) for t in used}
+    if not used or sum(w.values()) <= 0:
         return None, {}, used
-    scores = {c: sum(mat[t]["delta"][c] for t in used) / len(used) for c in candidates}
+    scores = {c: sum(w[t] * mat[t]["delta"][c] for t in used) / sum(w.values()) for c in candidates}
     best = min(scores.values())
     chosen = next(c for c in candidates if scores[c] <= best + TIE)
     return chosen, scores, used
 
 
-def loo(cases, candidates, mat, exclude=()):
+def loo(cases, candidates, mat, exclude=(), weights=None):
     """One row per held-out case h: the choice made on the other cases (minus ``exclude``)."""
     out = []
     for h in cases:
@@ -249,7 +269,7 @@ def loo(cases, candidates, mat, exclude=()):
         covered = [t for t in train if all(mat[t]["delta"][c] is not None for c in avail)]
         if len(covered) < len(train) - 1:       # more than one training case lacks a candidate:
             avail = [c for c in avail if all(mat[t]["delta"][c] is not None for t in train)]
-        chosen, scores, used = choose(train, avail, mat)
+        chosen, scores, used = choose(train, avail, mat, weights)
         if chosen is None:
             out.append({"held_out": h, "error": "no training case with every candidate"})
             continue
@@ -422,12 +442,23 @@ def main(argv=None) -> int:
     mat = matrix(cases, analyse, runs, serval)
     rows = loo(cases, analyse, mat)
     rows_alt = loo(cases, analyse, mat, exclude=PEPTIDES + NO_TEST_SET)
+    nfree = {c: n_free(c) for c in cases}
+    rows_c = loo(cases, analyse, mat, weights=nfree)
     in_sample, in_scores, in_used = choose(cases, [c for c in analyse if all(
         mat[t]["kickref"][c] is not None for t in cases)] or ["default"], mat)
     rmat, rules = rule_matrix(cases, analyse, mat)
     rrows = loo(cases, list(rules), rmat)
     rrows_alt = loo(cases, list(rules), rmat, exclude=PEPTIDES + NO_TEST_SET)
+    rrows_c = loo(cases, list(rules), rmat, weights=nfree)
     text = tables(cases, analyse, mat, rows, rows_alt)
+    text += ("\n\nrule C: training mean weighted by test-set size (inverse variance of R-free; n_free "
+             + ", ".join(f"{c} {n}" for c, n in nfree.items()) + "):\n\n"
+             + "\n".join(f"{r['held_out']:<8} {r.get('chosen') or '–':<17} {fmt(r.get('held_out_kickref'))} "
+                         f"{fmt(r.get('minus_servalcat'), '.4f', True)} "
+                         f"{ {None: 'n.a.', True: 'met', False: 'not met'}[r.get('criterion_met')]}"
+                         for r in rows_c)
+             + "\n\nrules by data, rule C: " + ", ".join(
+                 f"{r['held_out']} {r.get('chosen')} {fmt(r.get('minus_servalcat'), '.4f', True)}" for r in rrows_c))
     text += ("\n\ndata-driven rules (bond target by reflections per non-H atom, thresholds "
              f"{', '.join(f'{t:g}' for t in RULE_THRESHOLDS)}; {len(rules)} rules incl. the constant "
              "candidates), same leave-one-case-out choice:\n\n" + rule_table(rrows, rrows_alt))
@@ -440,7 +471,8 @@ def main(argv=None) -> int:
     default_met = [m["kickref"]["default"] <= m["servalcat"] for m in mat.values()
                    if m["kickref"]["default"] is not None and m["servalcat"] is not None]
     summary = {"current_default": f"{sum(default_met)} of {len(default_met)}", "rule_A": n_met(rows),
-               "rule_B": n_met(rows_alt), "rules_by_data_A": n_met(rrows), "rules_by_data_B": n_met(rrows_alt)}
+               "rule_B": n_met(rows_alt), "rule_C": n_met(rows_c), "rules_by_data_A": n_met(rrows),
+               "rules_by_data_B": n_met(rrows_alt), "rules_by_data_C": n_met(rrows_c)}
     print("held-out R-free <= servalcat's (cases): " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 
     result = {
@@ -460,10 +492,12 @@ def main(argv=None) -> int:
         "rule_alt": "the same with the peptides (5e5z, 5wkd) and 6mw0 left out of the training mean",
         "servalcat": serval,
         "matrix": mat,
-        "loo": rows, "loo_alt": rows_alt,
+        "loo": rows, "loo_alt": rows_alt, "loo_weighted": rows_c, "n_free": nfree,
+        "rule_weighted": "the same with each training case weighted by its test-set size n_free "
+                         "(inverse variance of R-free; 6mw0 weight 0)",
         "rules": rules, "rule_thresholds_refl_per_atom": RULE_THRESHOLDS,
         "rule_columns": {c: rmat[c]["column"] for c in cases},
-        "loo_rules": rrows, "loo_rules_alt": rrows_alt,
+        "loo_rules": rrows, "loo_rules_alt": rrows_alt, "loo_rules_weighted": rrows_c,
         "criterion_met": summary,
         "in_sample": {"chosen": in_sample, "scores": in_scores, "cases": in_used},
         "runs": {f"{c}/{k}": {kk: v for kk, v in r.items() if kk != "judge"} | {"judge": {
