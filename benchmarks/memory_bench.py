@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 
 import judge as judge_mod  # noqa: E402
 import peers as peers_mod  # noqa: E402
-from refine_bench import CASES, MONLIB, SHARED, has_aniso, run_kickref, run_servalcat, run_timed  # noqa: E402
+from refine_bench import CASES, MONLIB, SHARED, has_aniso, run_servalcat, run_timed  # noqa: E402
 
 WORK = HERE / "work" / "memory"
 RESULTS = HERE / "results" / "memory_bench.json"

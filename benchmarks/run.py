@@ -30,6 +30,8 @@ BENCHES = [
     ("NCS on 4iid: restraints at 3.5 Å vs servalcat --ncsr, operator refinement, averaging",
      ["ncs_bench.py"]),
     ("intensity likelihood (MLI) vs French-Wilson + ML on the intensity cases", ["mli_bench.py"]),
+    ("leave-one-case-out validation of the refine defaults (bond target, ADP weight) vs servalcat",
+     ["loo_bench.py", "--resume"]),
 ]
 
 
