@@ -12,10 +12,8 @@ is plain backtracking on the Armijo (sufficient decrease) condition: it tries th
 up to 20 times, and never expands; in the usual case one evaluation per step. There is no
 curvature (Wolfe) test: a step pair (s, y) with sᵀy ≤ 10⁻¹²·yᵀy is simply not stored.
 
-Dot products are summed by numpy's pairwise reduction (:func:`_dot`), not by BLAS: a threaded
-BLAS sums long vectors in an order that depends on its thread count, so the same refinement run
-alone (BLAS on every core) and as a Dask task (BLAS pinned to one thread) would differ in the
-last bits and then drift apart.
+Dot products use :func:`kickref.core.linalg.dot` (no BLAS), so the result does not depend on
+the BLAS thread count (a refinement alone and as a Dask task give the same bits).
 """
 from __future__ import annotations
 
@@ -24,8 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .linalg import dot
-
-_dot = dot          # a·b, the same bits whatever the BLAS thread count (:mod:`kickref.core.linalg`)
 
 
 @dataclass
@@ -80,22 +76,22 @@ def lbfgs(fun, x0, max_iter: int, lower=None, upper=None, m: int = 10, gtol: flo
         q = gf.copy()
         alphas = []
         for s, y in zip(reversed(S), reversed(Y)):
-            rho = 1.0 / _dot(y, s)
-            a = rho * _dot(s, q)
+            rho = 1.0 / dot(y, s)
+            a = rho * dot(s, q)
             alphas.append((a, rho))
             q -= a * y
         if S:
-            gamma = _dot(S[-1], Y[-1]) / _dot(Y[-1], Y[-1])
+            gamma = dot(S[-1], Y[-1]) / dot(Y[-1], Y[-1])
             q *= gamma
         for (a, rho), s, y in zip(reversed(alphas), S, Y):
-            b = rho * _dot(y, q)
+            b = rho * dot(y, q)
             q += (a - b) * s
         d = -np.where(free, q, 0.0)
-        slope = _dot(gf, d)
+        slope = dot(gf, d)
         if slope >= 0:                      # not a descent direction: restart with steepest descent
             S, Y = [], []
             d = -gf
-            slope = _dot(gf, d)
+            slope = dot(gf, d)
         t = 1.0
         if max_shift is not None:             # limit the shifts (first step: half of that)
             cap = max_shift if S else 0.5 * max_shift
@@ -119,8 +115,8 @@ def lbfgs(fun, x0, max_iter: int, lower=None, upper=None, m: int = 10, gtol: flo
             break
         s = x_new - x
         y = g_new - g
-        sy = _dot(s, y)
-        if sy > 1e-12 * _dot(y, y):
+        sy = dot(s, y)
+        if sy > 1e-12 * dot(y, y):
             S.append(s)
             Y.append(y)
             if len(S) > m:

@@ -288,8 +288,7 @@ def check_model_data_compatible(model_cell, model_sg, data, model_path=None, dat
     m_sg = _as_spacegroup(model_sg, where)
     if m_cell is not None:
         d_cell = data.cell
-        for name, dv, mv in zip("abc", (d_cell.a, d_cell.b, d_cell.c), (m_cell.a, m_cell.b, m_cell.c)):
-            rel = abs(dv - mv) / mv
+        for rel, name, dv, mv in _edge_differences(m_cell, d_cell):
             if rel > CELL_EDGE_TOLERANCE:
                 raise InputError(where, f"unit cell edge {name} = {dv:.3f} Å in the data differs by "
                                         f"{100 * rel:.1f}% from {name} = {mv:.3f} Å{mdesc} (limit 1%)")
@@ -312,14 +311,18 @@ def cell_difference_note(model_cell, data_cell) -> str | None:
     within the 1 % accepted): kickref then uses the model's cell; None when the cells agree."""
     if model_cell is None or data_cell is None:
         return None
-    diffs = [(abs(dv - mv) / mv, name, dv, mv) for name, dv, mv in
-             zip("abc", (data_cell.a, data_cell.b, data_cell.c), (model_cell.a, model_cell.b, model_cell.c))]
-    rel, name, dv, mv = max(diffs)
+    rel, name, dv, mv = max(_edge_differences(model_cell, data_cell))
     if rel <= CELL_EDGE_NOTICE:
         return None
     return (f"unit cell edge {name} = {dv:.3f} Å in the data differs by {100 * rel:.2f}% from the "
             f"model's {mv:.3f} Å: the model's cell is used (cctbx refuses such a pair; consider "
             f"giving the model the data's cell)")
+
+
+def _edge_differences(model_cell, data_cell) -> list:
+    """[(relative difference, edge name, data edge, model edge)] for a, b, c (Å)."""
+    return [(abs(dv - mv) / mv, name, dv, mv) for name, dv, mv in
+            zip("abc", (data_cell.a, data_cell.b, data_cell.c), (model_cell.a, model_cell.b, model_cell.c))]
 
 
 def same_symmetry(sg1: gemmi.SpaceGroup, sg2: gemmi.SpaceGroup) -> bool:
